@@ -1,0 +1,71 @@
+"""Tiny encoders built from configs and saved like Hub checkpoints, for tests and the demo (no network needed).
+
+They load through the same `from_pretrained(dir)` path a Hub id takes. The sizes follow DESIGN.md ("What makes the
+synthetic corpus learnable"): a wav2vec2 of about 40k parameters that hears arousal in espeak-ng speech within
+minutes on two CPU cores, and a BERT of the same width over a whole-word vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertModel, BertTokenizer, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+__all__ = ["SPECIAL_TOKENS", "build_tiny_encoders", "tiny_audio_config", "tiny_text_config"]
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_audio_config(**overrides) -> Wav2Vec2Config:
+    """Hidden 32, 2 layers, 4 conv layers of 32 channels; strides 5*4*4*4 = 320 samples (50 frames/s at 16 kHz),
+    receptive field 345 samples; layer-norm front end, so it takes the sample mask."""
+    settings = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32, 32, 32, 32),
+        conv_kernel=(10, 8, 4, 4),
+        conv_stride=(5, 4, 4, 4),
+        feat_extract_norm="layer",
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        mask_time_prob=0.0,
+        hidden_dropout=0.0,
+        activation_dropout=0.0,
+        attention_dropout=0.0,
+        feat_proj_dropout=0.0,
+        layerdrop=0.0,
+    )
+    return Wav2Vec2Config(**{**settings, **overrides})
+
+
+def tiny_text_config(vocab_size: int, **overrides) -> BertConfig:
+    """Hidden 32, 2 layers, 2 heads, transcripts up to 128 tokens."""
+    settings = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    return BertConfig(**{**settings, **overrides})
+
+
+def build_tiny_encoders(out_dir: str | Path, words: Iterable[str], seed: int = 0) -> tuple[Path, Path]:
+    """Saves a random-init tiny wav2vec2 (with its feature extractor) and a tiny BERT (with a whole-word tokenizer
+    over `words`) under `out_dir`; returns `(audio_dir, text_dir)` to pass where Hub ids would go."""
+    out_dir = Path(out_dir)
+    audio_dir, text_dir = out_dir / "tiny-wav2vec2", out_dir / "tiny-bert"
+    torch.manual_seed(seed)
+    Wav2Vec2Model(tiny_audio_config()).save_pretrained(audio_dir)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True, return_attention_mask=True).save_pretrained(
+        audio_dir
+    )
+    vocab = SPECIAL_TOKENS + sorted({word.lower() for word in words} - set(SPECIAL_TOKENS))
+    BertModel(tiny_text_config(len(vocab))).save_pretrained(text_dir)
+    BertTokenizer(vocab={token: index for index, token in enumerate(vocab)}).save_pretrained(text_dir)
+    return audio_dir, text_dir

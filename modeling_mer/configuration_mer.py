@@ -1,0 +1,198 @@
+"""Configuration of MER: a speech encoder and a text encoder joined by K layers of cross-modal attention."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import AutoConfig, PretrainedConfig
+
+__all__ = ["MERConfig", "FUSION_DIRECTIONS", "AUX_TASKS", "DEFAULT_ID2LABEL"]
+
+# Who queries whom in the fusion. `text_to_audio`: text information flows into the audio stream (audio frames are
+# the queries, words the keys and values); `audio_to_text` the reverse; `bidirectional` runs both in every layer.
+FUSION_DIRECTIONS = ("text_to_audio", "audio_to_text", "bidirectional")
+# The two auxiliary tasks (DESIGN.md): emotion prediction on mismatched audio/text pairs, and audio/text emotion
+# consistency. Both act on the fusion and only in training.
+AUX_TASKS = ("cross_pair", "consistency")
+DEFAULT_ID2LABEL = {0: "neutral", 1: "happy", 2: "angry", 3: "sad"}
+
+
+class MERConfig(PretrainedConfig):
+    r"""
+    Configuration of [`MERModel`]: an audio encoder (wav2vec 2.0 style) and a text encoder (BERT style), each
+    projected to `fusion_hidden_size`, joined by `fusion_num_layers` cross-modal attention layers, pooled and
+    classified. With no arguments it describes a base-size model (wav2vec2-base + bert-base, K=2, four emotions).
+
+    Args:
+        audio_config (`dict` or `PretrainedConfig`, *optional*):
+            Config of the audio encoder. Any model `AutoModel` knows with a wav2vec2-style convolutional front end
+            (wav2vec2, HuBERT, WavLM, data2vec-audio). Defaults to `Wav2Vec2Config()`.
+        text_config (`dict` or `PretrainedConfig`, *optional*):
+            Config of the text encoder (BERT, RoBERTa, ...). Defaults to `BertConfig()`.
+        fusion_hidden_size (`int`, *optional*, defaults to 256):
+            Width of both streams inside the fusion.
+        fusion_num_layers (`int`, *optional*, defaults to 2):
+            K, the number of cross-modal attention layers.
+        fusion_num_heads (`int`, *optional*, defaults to 4):
+            Attention heads per fusion layer; must divide `fusion_hidden_size`.
+        fusion_intermediate_size (`int`, *optional*):
+            Width of the feed-forward block of each fusion layer. Defaults to `4 * fusion_hidden_size`.
+        fusion_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on attention probabilities, residual branches and the classifier input.
+        fusion_direction (`str`, *optional*, defaults to `"bidirectional"`):
+            One of `FUSION_DIRECTIONS`.
+        use_weighted_layer_sum (`bool`, *optional*, defaults to `False`):
+            Feed the fusion a learned softmax-weighted sum of all audio encoder layers instead of the last one.
+        freeze_feature_encoder (`bool`, *optional*, defaults to `True`):
+            Keep the convolutional feature encoder of the audio model frozen (common practice when fine-tuning
+            wav2vec 2.0 on small corpora).
+        use_cross_pair_task (`bool`, *optional*, defaults to `True`):
+            Auxiliary task 1: fuse audio i with the text of another utterance j and predict both labels.
+        use_consistency_task (`bool`, *optional*, defaults to `True`):
+            Auxiliary task 2: predict whether the paired audio and text carry the same emotion.
+        aux_loss_weights (`dict`, *optional*):
+            Weights `{"cross_pair": w1, "consistency": w2}` in `loss = CE + w1 * aux1 + w2 * aux2`.
+            Defaults to 0.5 for both.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialiser of the new (non-encoder) weights.
+        id2label (`dict`, *optional*):
+            Class names; defaults to `{0: "neutral", 1: "happy", 2: "angry", 3: "sad"}`.
+
+    Raises:
+        ValueError: naming the field, for heads that do not divide the size, an unknown direction, K < 1, a dropout
+            outside [0, 1), unknown or negative auxiliary weights, label maps that disagree, or an audio config
+            without a convolutional front end.
+    """
+
+    model_type = "mer"
+    # Declared so that `from_pretrained(dtype=...)` and `attn_implementation` reach both encoders.
+    sub_configs = {"audio_config": AutoConfig, "text_config": AutoConfig}
+
+    def __init__(
+        self,
+        audio_config: dict | PretrainedConfig | None = None,
+        text_config: dict | PretrainedConfig | None = None,
+        fusion_hidden_size: int = 256,
+        fusion_num_layers: int = 2,
+        fusion_num_heads: int = 4,
+        fusion_intermediate_size: int | None = None,
+        fusion_dropout: float = 0.1,
+        fusion_direction: str = "bidirectional",
+        use_weighted_layer_sum: bool = False,
+        freeze_feature_encoder: bool = True,
+        use_cross_pair_task: bool = True,
+        use_consistency_task: bool = True,
+        aux_loss_weights: dict[str, float] | None = None,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        self.audio_config = _sub_config(audio_config, "wav2vec2")
+        self.text_config = _sub_config(text_config, "bert")
+        self.fusion_hidden_size = fusion_hidden_size
+        self.fusion_num_layers = fusion_num_layers
+        self.fusion_num_heads = fusion_num_heads
+        self.fusion_intermediate_size = fusion_intermediate_size or 4 * fusion_hidden_size
+        self.fusion_dropout = fusion_dropout
+        self.fusion_direction = fusion_direction
+        self.use_weighted_layer_sum = use_weighted_layer_sum
+        self.freeze_feature_encoder = freeze_feature_encoder
+        self.use_cross_pair_task = use_cross_pair_task
+        self.use_consistency_task = use_consistency_task
+        self.aux_loss_weights = (
+            dict(aux_loss_weights) if aux_loss_weights is not None else dict.fromkeys(AUX_TASKS, 0.5)
+        )
+        self.initializer_range = initializer_range
+        num_labels = kwargs.pop("num_labels", None)
+        if kwargs.get("id2label") is None:
+            default = DEFAULT_ID2LABEL if num_labels is None else {i: f"LABEL_{i}" for i in range(num_labels)}
+            kwargs["id2label"] = dict(default)
+        super().__init__(**kwargs)
+        self._check_fusion()
+        self._check_labels(num_labels)
+        self._check_audio_front_end()
+
+    def _check_fusion(self) -> None:
+        if not isinstance(self.fusion_num_layers, int) or self.fusion_num_layers < 1:
+            raise ValueError(f"fusion_num_layers must be an integer >= 1, got {self.fusion_num_layers!r}.")
+        if self.fusion_hidden_size < 1 or self.fusion_num_heads < 1:
+            raise ValueError(
+                f"fusion_hidden_size and fusion_num_heads must be positive, got {self.fusion_hidden_size} and "
+                f"{self.fusion_num_heads}."
+            )
+        if self.fusion_hidden_size % self.fusion_num_heads:
+            raise ValueError(
+                f"fusion_num_heads ({self.fusion_num_heads}) must divide fusion_hidden_size "
+                f"({self.fusion_hidden_size})."
+            )
+        if self.fusion_direction not in FUSION_DIRECTIONS:
+            raise ValueError(f"fusion_direction must be one of {FUSION_DIRECTIONS}, got {self.fusion_direction!r}.")
+        if not 0.0 <= self.fusion_dropout < 1.0:
+            raise ValueError(f"fusion_dropout must be in [0, 1), got {self.fusion_dropout!r}.")
+        unknown = set(self.aux_loss_weights) - set(AUX_TASKS)
+        if unknown:
+            raise ValueError(f"aux_loss_weights has unknown tasks {sorted(unknown)}; the tasks are {AUX_TASKS}.")
+        for task in AUX_TASKS:
+            weight = self.aux_loss_weights.setdefault(task, 0.5)
+            if not isinstance(weight, (int, float)) or weight < 0 or math.isnan(weight):
+                raise ValueError(f"aux_loss_weights[{task!r}] must be a number >= 0, got {weight!r}.")
+
+    def _check_labels(self, num_labels: int | None) -> None:
+        if num_labels is not None and len(self.id2label) != num_labels:
+            raise ValueError(
+                f"num_labels={num_labels} disagrees with id2label, which has {len(self.id2label)} classes."
+            )
+        if sorted(self.id2label) != list(range(len(self.id2label))):
+            raise ValueError(f"id2label keys must be 0..{len(self.id2label) - 1}, got {sorted(self.id2label)}.")
+        if len(self.id2label) < 2:
+            raise ValueError(f"id2label must name at least 2 classes, got {self.id2label}.")
+        inverse = {name: index for index, name in self.id2label.items()}
+        if len(inverse) != len(self.id2label):
+            raise ValueError(f"id2label has repeated class names: {self.id2label}.")
+        if self.label2id is None:
+            self.label2id = inverse
+        elif {str(k): int(v) for k, v in self.label2id.items()} != inverse:
+            raise ValueError(f"label2id {self.label2id} disagrees with id2label {self.id2label}.")
+        else:
+            self.label2id = inverse
+
+    def _check_audio_front_end(self) -> None:
+        for field in ("conv_kernel", "conv_stride", "hidden_size"):
+            if not hasattr(self.audio_config, field):
+                raise ValueError(
+                    f"audio_config ({self.audio_config.model_type}) has no `{field}`: the audio encoder must be a "
+                    "wav2vec2-style model with a convolutional front end (wav2vec2, HuBERT, WavLM, data2vec-audio)."
+                )
+        if len(self.audio_config.conv_kernel) != len(self.audio_config.conv_stride):
+            raise ValueError("audio_config.conv_kernel and audio_config.conv_stride must have the same length.")
+
+    @property
+    def audio_receptive_field(self) -> int:
+        """Samples the audio front end needs to produce one frame (400 for wav2vec2-base at 16 kHz)."""
+        field, jump = 1, 1
+        for kernel, stride in zip(self.audio_config.conv_kernel, self.audio_config.conv_stride, strict=True):
+            field += (kernel - 1) * jump
+            jump *= stride
+        return field
+
+    @property
+    def audio_frame_stride(self) -> int:
+        """Samples between two audio frames (320 for wav2vec2-base: 50 frames per second at 16 kHz)."""
+        return math.prod(self.audio_config.conv_stride)
+
+    @property
+    def audio_encoder_takes_mask(self) -> bool:
+        """Whether the audio encoder should be given the sample mask. Encoders with a group-norm front end
+        (wav2vec2-base, HuBERT-base) were pre-trained on zero-padded batches without one; MER still excludes their
+        padding frames from attention and pooling."""
+        return getattr(self.audio_config, "feat_extract_norm", "layer") == "layer"
+
+
+def _sub_config(value: dict | PretrainedConfig | None, default_model_type: str) -> PretrainedConfig:
+    if isinstance(value, PretrainedConfig):
+        return value
+    if value is None:
+        return AutoConfig.for_model(default_model_type)
+    if isinstance(value, dict):
+        value = dict(value)
+        return AutoConfig.for_model(value.pop("model_type", default_model_type), **value)
+    raise ValueError(f"Sub-configs must be a dict or a PretrainedConfig, got {type(value).__name__}.")

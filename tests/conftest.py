@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny encoders built from configs and saved like Hub checkpoints (no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mer_tools.tiny import build_tiny_encoders
+from modeling_mer import MERModel, MERProcessor
+
+WORDS = "i love this wonderful day hate the awful mess meeting starts at noon what a great surprise . , ! ?".split()
+SAMPLING_RATE = 16000
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory) -> tuple[str, str]:
+    """(audio_dir, text_dir): a tiny layer-norm wav2vec2 with its feature extractor and a tiny BERT with its
+    tokenizer, saved as `from_pretrained` directories."""
+    audio_dir, text_dir = build_tiny_encoders(tmp_path_factory.mktemp("encoders"), WORDS)
+    return str(audio_dir), str(text_dir)
+
+
+@pytest.fixture(scope="session")
+def processor(tiny_encoders) -> MERProcessor:
+    return MERProcessor.from_audio_text_pretrained(*tiny_encoders)
+
+
+@pytest.fixture
+def make_model(tiny_encoders):
+    """Builds a fresh MER model around the tiny encoders: `make_model(**config_kwargs)`."""
+
+    def make(**config_kwargs) -> MERModel:
+        config_kwargs = {"fusion_hidden_size": 16, "fusion_num_heads": 2, **config_kwargs}
+        torch.manual_seed(0)
+        return MERModel.from_audio_text_pretrained(*tiny_encoders, **config_kwargs)
+
+    return make
+
+
+def speech_like(seconds: float, seed: int = 0, rate: int = SAMPLING_RATE) -> np.ndarray:
+    """A deterministic float32 waveform with some structure (decaying tones over noise)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    tones = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(100, 900, size=3))
+    return (0.3 * tones * np.exp(-t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)

@@ -1,0 +1,257 @@
+"""MERModel: shapes, losses, fusion directions, auxiliary tasks, gradients, padding and dtypes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import speech_like
+from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2Model
+
+from mer_tools.tiny import tiny_audio_config
+from modeling_mer import MERConfig, MERModel
+from modeling_mer.modeling_mer import audio_frame_mask, masked_mean
+
+
+@pytest.fixture(scope="module")
+def batch(processor):
+    audio = [speech_like(1.0, seed=1), speech_like(0.6, seed=2), speech_like(1.4, seed=3)]
+    text = ["i love this wonderful day", "the meeting starts at noon", "i hate the awful mess"]
+    return processor(audio=audio, text=text, sampling_rate=16000)
+
+
+LABELS = torch.tensor([1, 0, 2])
+
+
+@pytest.mark.parametrize("direction", ["text_to_audio", "audio_to_text", "bidirectional"])
+@pytest.mark.parametrize("num_layers", [1, 2, 4])
+def test_every_direction_and_depth_trains(make_model, batch, direction, num_layers):
+    model = make_model(fusion_direction=direction, fusion_num_layers=num_layers).train()
+    out = model(**batch, labels=LABELS, output_attentions=True)
+
+    assert out.logits.shape == (3, 4)
+    assert out.pooled_output.shape == (3, 2 * 16)
+    assert torch.isfinite(out.loss)
+    queries_audio = direction != "audio_to_text"
+    queries_text = direction != "text_to_audio"
+    num_frames, num_tokens = out.audio_frame_mask.shape[1], batch["input_ids"].shape[1]
+    assert (out.audio_attentions is not None) == queries_audio
+    assert (out.text_attentions is not None) == queries_text
+    if queries_audio:
+        assert len(out.audio_attentions) == num_layers
+        assert out.audio_attentions[-1].shape == (3, 2, num_frames, num_tokens)
+    if queries_text:
+        assert len(out.text_attentions) == num_layers
+        assert out.text_attentions[-1].shape == (3, 2, num_tokens, num_frames)
+
+    out.loss.backward()
+    fusion_grads = [p.grad for p in model.fusion.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in fusion_grads)
+    assert model.audio_encoder.encoder.layers[0].attention.q_proj.weight.grad.abs().sum() > 0
+    assert model.text_encoder.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+    # The frozen CNN front end gets no gradient.
+    assert all(p.grad is None and not p.requires_grad for p in model.audio_encoder.feature_extractor.parameters())
+
+
+def test_attention_never_looks_at_padding(make_model, batch):
+    model = make_model(fusion_direction="bidirectional").eval()
+    out = model(**batch, output_attentions=True)
+    text_mask = batch["text_attention_mask"].bool()
+    audio_mask = out.audio_frame_mask
+    for weights in out.audio_attentions:  # (B, h, T, L): audio frames over words
+        assert torch.all(weights.masked_select(~text_mask[:, None, None, :]) == 0)
+        torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+    for weights in out.text_attentions:  # (B, h, L, T): words over audio frames
+        assert torch.all(weights.masked_select(~audio_mask[:, None, None, :]) == 0)
+
+
+def test_unfrozen_feature_encoder_gets_gradients(make_model, batch):
+    model = make_model(freeze_feature_encoder=False).train()
+    model(**batch, labels=LABELS).loss.backward()
+    assert model.audio_encoder.feature_extractor.conv_layers[0].conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("cross_pair", "consistency"), [(True, True), (True, False), (False, True), (False, False)])
+def test_auxiliary_tasks_switch_and_sum_into_the_loss(make_model, batch, cross_pair, consistency):
+    weights = {"cross_pair": 0.3, "consistency": 0.7}
+    model = make_model(use_cross_pair_task=cross_pair, use_consistency_task=consistency, aux_loss_weights=weights)
+    out = model.train()(**batch, labels=LABELS)
+
+    expected_tasks = {name for name, on in (("cross_pair", cross_pair), ("consistency", consistency)) if on}
+    assert set(out.aux_losses) == expected_tasks
+    expected = out.classification_loss + sum(weights[task] * out.aux_losses[task] for task in expected_tasks)
+    torch.testing.assert_close(out.loss, expected)
+    assert (model.cross_pair_audio_head is not None) == cross_pair
+    assert (model.consistency_head is not None) == consistency
+    if expected_tasks:
+        out.loss.backward()
+        head = model.cross_pair_audio_head if cross_pair else model.consistency_head
+        assert head.weight.grad.abs().sum() > 0
+
+
+def test_auxiliary_tasks_only_in_training(make_model, batch):
+    model = make_model().eval()
+    out = model(**batch, labels=LABELS)
+    assert out.aux_losses is None
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, LABELS))
+    assert model(**batch).loss is None
+
+
+def test_auxiliary_tasks_skip_a_batch_of_one(make_model, processor):
+    model = make_model().train()
+    single = processor(audio=speech_like(0.5), text="what a great surprise", sampling_rate=16000)
+    out = model(**single, labels=torch.tensor([1]))
+    assert out.aux_losses is None and torch.isfinite(out.loss)
+
+
+def test_auxiliary_tasks_reuse_the_encoder_outputs(make_model, batch):
+    model = make_model().train()
+    calls = {"audio": 0, "text": 0}
+    model.audio_encoder.register_forward_hook(lambda *_: calls.__setitem__("audio", calls["audio"] + 1))
+    model.text_encoder.register_forward_hook(lambda *_: calls.__setitem__("text", calls["text"] + 1))
+    model(**batch, labels=LABELS)
+    assert calls == {"audio": 1, "text": 1}
+
+
+def test_padding_never_changes_a_prediction(make_model, processor):
+    """One utterance alone, and inside a batch padded to 3x its audio length and 3x its tokens."""
+    model = make_model().eval()
+    audio, text = speech_like(0.8, seed=4), "what a great surprise"
+    longer_audio, longer_text = speech_like(2.4, seed=5), " ".join([text] * 4)
+    alone = processor(audio=audio, text=text, sampling_rate=16000)
+    batched = processor(audio=[audio, longer_audio], text=[text, longer_text], sampling_rate=16000)
+    assert batched["input_values"].shape[1] == 3 * alone["input_values"].shape[1]
+    assert batched["input_ids"].shape[1] >= 3 * alone["input_ids"].shape[1]
+    with torch.no_grad():
+        logits_alone = model(**alone).logits[0]
+        logits_batched = model(**batched).logits[0]
+    difference = (logits_alone - logits_batched).abs().max().item()
+    print(f"padding invariance: max |logit difference| = {difference:.2e}")
+    assert difference <= 1e-4
+
+
+def test_group_norm_front_end_pools_only_real_frames(tiny_encoders, processor):
+    """wav2vec2-base style encoders are not given the mask, but padded frames still never reach the pooling."""
+    config = MERConfig(
+        audio_config=tiny_audio_config(feat_extract_norm="group"),
+        text_config=AutoModel.from_pretrained(tiny_encoders[1]).config,
+        fusion_hidden_size=16,
+        fusion_num_heads=2,
+    )
+    assert not config.audio_encoder_takes_mask
+    model = MERModel(config).eval()
+    audio = [speech_like(0.5, seed=6), speech_like(1.5, seed=7)]
+    inputs = processor(audio=audio, text=["a great day", "the mess"], sampling_rate=16000)
+    with torch.no_grad():
+        out = model(**inputs)
+        frames_alone = model.audio_encoder(inputs["input_values"][:1, :8000]).last_hidden_state.shape[1]
+    assert out.audio_frame_mask[0].sum().item() == frames_alone
+    assert out.audio_frame_mask[1].all()
+
+
+@pytest.mark.parametrize(
+    "audio_config",
+    [
+        Wav2Vec2Config(),
+        tiny_audio_config(),
+        Wav2Vec2Config(add_adapter=True, num_adapter_layers=2, adapter_stride=2),
+    ],
+    ids=["base", "tiny", "adapter"],
+)
+def test_frame_mask_matches_the_encoders_own_frame_count(audio_config):
+    encoder = Wav2Vec2Model(audio_config)
+    lengths = torch.tensor([400, 401, 719, 720, 16000, 16321, 48000])
+    sample_mask = (torch.arange(48000)[None, :] < lengths[:, None]).long()
+    expected = encoder._get_feat_extract_output_lengths(lengths, add_adapter=audio_config.add_adapter)
+    mask = audio_frame_mask(sample_mask, audio_config, num_frames=int(expected.max()))
+    assert mask.sum(-1).tolist() == expected.tolist()
+    assert torch.equal(mask, torch.arange(mask.shape[1])[None, :] < expected[:, None])
+
+
+def test_masked_mean_ignores_masked_positions():
+    states = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [4.0], [6.0]]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    assert masked_mean(states, mask).flatten().tolist() == [2.0, 4.0]
+
+
+def test_weighted_layer_sum(make_model, batch):
+    model = make_model(use_weighted_layer_sum=True).train()
+    assert model.layer_weights.shape == (3,)
+    torch.testing.assert_close(model.layer_weights.softmax(0), torch.full((3,), 1 / 3))
+    model(**batch, labels=LABELS).loss.backward()
+    assert model.layer_weights.grad.abs().sum() > 0
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(make_model, batch):
+    def loss_and_grads(checkpointing: bool):
+        model = make_model(fusion_dropout=0.0, use_cross_pair_task=False, use_consistency_task=False).train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert all(layer.gradient_checkpointing for layer in model.fusion.audio_layers)
+        loss = model(**batch, labels=LABELS).loss
+        loss.backward()
+        return loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_plain, grads_plain = loss_and_grads(False)
+    loss_checkpointed, grads_checkpointed = loss_and_grads(True)
+    torch.testing.assert_close(loss_plain, loss_checkpointed)
+    assert grads_plain.keys() == grads_checkpointed.keys()
+    for name in grads_plain:
+        torch.testing.assert_close(grads_plain[name], grads_checkpointed[name], msg=name)
+
+
+def test_from_audio_text_pretrained_keeps_the_encoder_weights(make_model, tiny_encoders):
+    model = make_model()
+    for directory, encoder in zip(tiny_encoders, (model.audio_encoder, model.text_encoder), strict=True):
+        pretrained = AutoModel.from_pretrained(directory).state_dict()
+        for name, tensor in encoder.state_dict().items():
+            torch.testing.assert_close(tensor, pretrained[name], rtol=0, atol=0, msg=name)
+    assert model.config.audio_config is model.audio_encoder.config
+    assert model.audio_encoder.config._attn_implementation == "sdpa"
+
+
+def test_dtype_and_attention_implementation_reach_the_encoders(make_model, batch, tmp_path):
+    make_model().save_pretrained(tmp_path)
+    model = MERModel.from_pretrained(tmp_path, dtype=torch.bfloat16, attn_implementation="eager").eval()
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.text_encoder.config._attn_implementation == "eager"
+    inputs = dict(batch, input_values=batch["input_values"].to(torch.bfloat16))
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+
+
+def test_base_size_parameter_count():
+    model = MERModel(MERConfig(fusion_num_layers=2))
+    counts = {
+        name: sum(p.numel() for p in getattr(model, name).parameters())
+        for name in ("audio_encoder", "text_encoder", "fusion")
+    }
+    total = sum(p.numel() for p in model.parameters())
+    print(f"base-size MER (wav2vec2-base + bert-base, K=2): {total:,} parameters; {counts}")
+    assert 94_000_000 < counts["audio_encoder"] < 96_000_000  # wav2vec2-base: 94.4M
+    assert 108_000_000 < counts["text_encoder"] < 110_000_000  # bert-base without its pooler: 108.9M
+    assert total - counts["audio_encoder"] - counts["text_encoder"] < 5_000_000
+
+
+@pytest.mark.parametrize("samples", [160, 344])
+def test_too_short_audio_is_refused_naming_the_item(make_model, processor, samples):
+    model = make_model().eval()
+    audio = [speech_like(0.5), speech_like(samples / 16000)]
+    inputs = processor(audio=audio, text=["a", "b"], sampling_rate=16000)
+    with pytest.raises(ValueError, match=f"at least 345 samples for one frame: item 1 has {samples} samples"):
+        model(**inputs)
+
+
+def test_the_shortest_audio_is_accepted(make_model, processor):
+    inputs = processor(audio=speech_like(345 / 16000), text="a", sampling_rate=16000)
+    assert make_model().eval()(**inputs).audio_frame_mask.sum().item() == 1
+
+
+def test_audio_and_text_batches_must_match(make_model, batch):
+    model = make_model().eval()
+    with pytest.raises(ValueError, match="3 audio items but 2 transcripts"):
+        model(
+            input_values=batch["input_values"],
+            audio_attention_mask=batch["audio_attention_mask"],
+            input_ids=batch["input_ids"][:2],
+        )

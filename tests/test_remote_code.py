@@ -1,0 +1,111 @@
+"""The saved model loads with trust_remote_code in a process where this repository cannot be imported."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import speech_like
+
+from modeling_mer import MERProcessor
+
+MODEL_PACKAGE = Path(__file__).resolve().parents[1] / "modeling_mer"
+
+# Runs with `python -S`: site-packages is added by hand, so .pth files (the editable install of this repository
+# among them) are not processed, and the working directory is a temporary one.
+CLEAN_LOADER = """
+import importlib.util, json, sys
+sys.path.append({site_packages!r})
+assert importlib.util.find_spec("modeling_mer") is None, "the repository is importable"
+import numpy as np, torch
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, AutoProcessor
+
+model_dir, inputs_dir = sys.argv[1], sys.argv[2]
+audio = [np.load(f"{{inputs_dir}}/audio{{i}}.npy") for i in range(2)]
+text = json.load(open(f"{{inputs_dir}}/text.json"))
+config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
+processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
+inputs = processor(audio=audio, text=text, sampling_rate=44100)
+report = {{"config": type(config).__name__, "processor": type(processor).__name__}}
+report["fusion_num_layers"] = config.fusion_num_layers
+for auto_class in (AutoModel, AutoModelForAudioClassification):
+    model = auto_class.from_pretrained(model_dir, trust_remote_code=True).eval()
+    with torch.no_grad():
+        report[auto_class.__name__] = {{"class": type(model).__name__, "logits": model(**inputs).logits.tolist()}}
+print(json.dumps(report))
+"""
+
+
+def test_round_trip_in_a_clean_process(make_model, processor, tmp_path):
+    model = make_model(fusion_num_layers=3).eval()
+    model_dir = tmp_path / "mer"
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    assert {"modeling_mer.py", "configuration_mer.py", "processing_mer.py"} <= {p.name for p in model_dir.iterdir()}
+
+    # A stereo 44.1 kHz int16 clip and a mono float one: the processor resamples and mixes them the same way there.
+    audio = [(speech_like(1.2, seed=8, rate=44100)[None, :].repeat(2, 0) * 20000).astype(np.int16)]
+    audio.append(speech_like(0.7, seed=9, rate=44100))
+    text = ["i love this wonderful day", ""]
+    inputs_dir = tmp_path / "inputs"
+    inputs_dir.mkdir()
+    for index, wave in enumerate(audio):
+        np.save(inputs_dir / f"audio{index}.npy", wave)
+    (inputs_dir / "text.json").write_text(json.dumps(text))
+    with torch.no_grad():
+        expected = model(**processor(audio=audio, text=text, sampling_rate=44100)).logits
+
+    script = CLEAN_LOADER.format(site_packages=sysconfig.get_paths()["purelib"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(model_dir), str(inputs_dir)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert report["config"] == "MERConfig" and report["processor"] == "MERProcessor"
+    assert report["fusion_num_layers"] == 3
+    for auto_class in ("AutoModel", "AutoModelForAudioClassification"):
+        assert report[auto_class]["class"] == "MERModel"
+        difference = (torch.tensor(report[auto_class]["logits"]) - expected).abs().max().item()
+        print(f"round trip through {auto_class}: max |logit difference| = {difference:.2e}")
+        assert difference <= 1e-6
+
+
+def test_processor_round_trip_keeps_the_class_and_settings(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    loaded = MERProcessor.from_pretrained(tmp_path)
+    assert loaded.sampling_rate == 16000
+    assert loaded.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+    assert loaded.feature_extractor.return_attention_mask
+
+
+def test_hub_code_imports_only_torch_transformers_and_the_standard_library():
+    allowed = {"torch", "transformers"} | set(sys.stdlib_module_names)
+    for path in sorted(MODEL_PACKAGE.glob("*_mer.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert roots <= allowed, f"{path.name} imports {roots - allowed}"
+        # Sibling files are imported relatively, so they resolve inside the downloaded module folder.
+        relative = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1]
+        assert all(module.endswith("_mer") for module in relative)
+    assert len(list(MODEL_PACKAGE.glob("*_mer.py"))) == 3
