@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from corpus_fixtures import synthetic_corpus, synthetic_iemocap, tiny_corpus  # noqa: F401
 
 from mer_tools.tiny import build_tiny_encoders
 from modeling_mer import MERModel, MERProcessor
