@@ -379,6 +379,12 @@ class MERModel(MERPreTrainedModel):
             raise ValueError(f"input_ids must be (batch, tokens), got shape {tuple(input_ids.shape)}.")
         if len(input_ids) != audio_batch_size:
             raise ValueError(f"The batch has {audio_batch_size} audio items but {len(input_ids)} transcripts.")
+        limit = getattr(self.config.text_config, "max_position_embeddings", None)
+        if limit is not None and input_ids.shape[1] > limit:
+            raise ValueError(
+                f"Transcripts of {input_ids.shape[1]} tokens are longer than the text encoder's {limit} positions; "
+                f"truncate them, e.g. processor(..., max_text_length={limit})."
+            )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}

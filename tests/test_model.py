@@ -255,3 +255,13 @@ def test_audio_and_text_batches_must_match(make_model, batch):
             audio_attention_mask=batch["audio_attention_mask"],
             input_ids=batch["input_ids"][:2],
         )
+
+
+def test_transcripts_longer_than_the_text_encoder_are_refused_or_truncated(make_model, processor):
+    model = make_model().eval()
+    words = " ".join(["great"] * 200)
+    inputs = processor(audio=speech_like(0.5), text=words, sampling_rate=16000)
+    assert inputs["input_ids"].shape[1] == 128  # the tokenizer truncates to the 128 positions of the tiny BERT
+    too_long = processor(audio=speech_like(0.5), text=words, sampling_rate=16000, max_text_length=200)
+    with pytest.raises(ValueError, match="200 tokens are longer than the text encoder's 128 positions"):
+        model(**too_long)
