@@ -66,6 +66,29 @@ def build_tiny_encoders(out_dir: str | Path, words: Iterable[str], seed: int = 0
         audio_dir
     )
     vocab = SPECIAL_TOKENS + sorted({word.lower() for word in words} - set(SPECIAL_TOKENS))
-    BertModel(tiny_text_config(len(vocab))).save_pretrained(text_dir)
-    BertTokenizer(vocab={token: index for index, token in enumerate(vocab)}).save_pretrained(text_dir)
+    text_config = tiny_text_config(len(vocab))
+    BertModel(text_config).save_pretrained(text_dir)
+    tokenizer = BertTokenizer(
+        vocab={token: index for index, token in enumerate(vocab)},
+        model_max_length=text_config.max_position_embeddings,  # transcripts are truncated to what BERT can read
+    )
+    tokenizer.save_pretrained(text_dir)
     return audio_dir, text_dir
+
+
+def main() -> None:
+    """`python -m mer_tools.tiny --out DIR`: tiny encoders whose vocabulary covers the synthetic corpus."""
+    import argparse
+
+    from dataset_scripts.synthetic import vocabulary
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--out", required=True, help="Directory for tiny-wav2vec2/ and tiny-bert/.")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    audio_dir, text_dir = build_tiny_encoders(args.out, vocabulary(), seed=args.seed)
+    print(f"audio encoder: {audio_dir}\ntext encoder: {text_dir}")
+
+
+if __name__ == "__main__":
+    main()
