@@ -1,0 +1,99 @@
+"""Creates or updates MER's Hugging Face Space from this folder, uploading only the app's files.
+
+    python space/deploy.py --space_id user/mer-demo [--model user/mer-model] [--asr_model openai/whisper-base.en]
+
+Authentication is huggingface_hub's (`hf auth login`, or the HF_TOKEN environment variable). `--model` and
+`--asr_model` become the Space variables MER_MODEL / MER_ASR_MODEL and the `models` of its card; without them the
+Space uses the defaults in app.py and recognizer.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from huggingface_hub import HfApi, SpaceCard
+
+__all__ = ["APP_FILES", "SPACE_DIR", "deploy", "space_card", "main"]
+
+SPACE_DIR = Path(__file__).resolve().parent
+# What the Space runs, and nothing else (no tests, no development helpers, no caches).
+APP_FILES = (
+    "app.py",
+    "recognizer.py",
+    "attention_plot.py",
+    "example_clips.py",
+    "requirements.txt",
+    "packages.txt",
+    "README.md",
+)
+
+
+def space_card(model: str | None = None, asr_model: str | None = None, space_dir: Path = SPACE_DIR) -> str:
+    """The Space card (README.md) with `models` naming `model` and `asr_model` where given."""
+    card = SpaceCard.load(space_dir / "README.md")
+    default_model, default_asr = card.data.models
+    card.data.models = [model or default_model, asr_model or default_asr]
+    return str(card)
+
+
+def deploy(
+    space_id: str,
+    model: str | None = None,
+    asr_model: str | None = None,
+    private: bool = False,
+    api: HfApi | None = None,
+) -> str:
+    """Creates the Space `space_id` (Gradio SDK) if needed, replaces its app with this folder's `APP_FILES` in one
+    commit (Python files it no longer has are deleted), and sets MER_MODEL / MER_ASR_MODEL when given.
+
+    Returns:
+        The URL of the commit.
+
+    Raises:
+        ValueError: `model` or `asr_model` is a local path (a Space can only load models from the Hub).
+    """
+    for name, value in (("--model", model), ("--asr_model", asr_model)):
+        if value and Path(value).exists():
+            raise ValueError(
+                f"{name} {value} is a local path; a Space loads its models from the Hub. Push the model first "
+                "(save_pretrained + push_to_hub) and pass its Hub id."
+            )
+    api = api or HfApi()
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mer-space-") as staging:
+        for name in APP_FILES:
+            shutil.copy2(SPACE_DIR / name, Path(staging) / name)
+        (Path(staging) / "README.md").write_text(space_card(model, asr_model), encoding="utf-8")
+        commit = api.upload_folder(
+            repo_id=space_id,
+            repo_type="space",
+            folder_path=staging,
+            delete_patterns=["*.py"],
+            commit_message=f"Deploy the MER app{f' with {model}' if model else ''}",
+        )
+    for key, value in (("MER_MODEL", model), ("MER_ASR_MODEL", asr_model)):
+        if value:
+            api.add_space_variable(space_id, key, value)
+    return commit.commit_url
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--space_id", required=True, help="the Space to create or update, as user/name")
+    parser.add_argument("--model", help="Hub id of the MER model the Space serves (sets MER_MODEL)")
+    parser.add_argument("--asr_model", help="Hub id of the speech-recognition model (sets MER_ASR_MODEL)")
+    parser.add_argument("--private", action="store_true", help="create the Space private (new Spaces only)")
+    args = parser.parse_args(argv)
+    try:
+        url = deploy(args.space_id, model=args.model, asr_model=args.asr_model, private=args.private)
+    except ValueError as error:
+        parser.error(str(error))
+    print(f"Deployed: {url}\nSpace: https://huggingface.co/spaces/{args.space_id}")
+
+
+if __name__ == "__main__":
+    main()

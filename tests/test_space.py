@@ -1,0 +1,516 @@
+"""The Gradio Space (space/): the prediction function on good and bad input, the app served on 127.0.0.1 and called
+through gradio_client and through Chromium, the Space card, and what deploy.py uploads.
+
+Everything runs offline: a tiny MER model and a tiny character-level CTC model (standing in for Whisper) are built
+from configs and saved to a temporary directory; the example clips are spoken by espeak-ng.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE_DIR = REPO / "space"
+SCREENSHOT = REPO / "artifacts" / "space-screenshot.png"
+CHROMIUM = "/usr/bin/chromium"
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from tests (there is no network)
+sys.path.insert(0, str(SPACE_DIR))
+
+import app as space_app  # noqa: E402
+import deploy as space_deploy  # noqa: E402
+import recognizer as space_recognizer  # noqa: E402
+from attention_plot import attention_image  # noqa: E402
+from dev_models import save_tiny_asr, save_tiny_mer  # noqa: E402
+from example_clips import EXAMPLES, make_example_clips  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+from huggingface_hub import SpaceCard  # noqa: E402
+from recognizer import EmotionRecognizer, InputError  # noqa: E402
+
+# gradio's queue calls a pandas option that pandas 3 deprecates; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+MAX_SECONDS = 3.0  # a short limit, so cropping is tested with a short clip
+
+
+# --- fixtures -----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[str, str]:
+    """(mer_dir, asr_dir): a tiny saved MER model and a tiny saved speech-recognition model."""
+    root = tmp_path_factory.mktemp("space-models")
+    return str(save_tiny_mer(root / "mer")), str(save_tiny_asr(root / "asr"))
+
+
+@pytest.fixture(scope="module")
+def recognizer(models) -> EmotionRecognizer:
+    return EmotionRecognizer(models[0], asr_model=models[1], max_seconds=MAX_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """The app's example clips (espeak-ng, 22.05 kHz mono), by emotion name."""
+    rows = make_example_clips(tmp_path_factory.mktemp("clips"))
+    return {Path(path).stem: Path(path) for path, _ in rows}
+
+
+@pytest.fixture(scope="module")
+def served(recognizer, tmp_path_factory):
+    """The app launched on 127.0.0.1 at a free port: yields `(url, demo)`."""
+    demo = space_app.build_demo(recognizer, examples_dir=tmp_path_factory.mktemp("served-examples"))
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=_free_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size=space_app.MAX_UPLOAD_SIZE,
+    )
+    yield url, demo
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served) -> Client:
+    return Client(served[0], verbose=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write(path: Path, wave: np.ndarray, rate: int, subtype: str = "PCM_16") -> Path:
+    sf.write(path, wave, rate, subtype=subtype)
+    return path
+
+
+def _bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _convert(source: Path, target: Path, *ffmpeg_args: str) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), *ffmpeg_args, str(target)], check=True
+    )
+    return target
+
+
+def _speech(clips, seconds: float | None = None) -> np.ndarray:
+    """The happy clip at its native rate (22.05 kHz), tiled to `seconds` when given."""
+    wave, rate = sf.read(clips["happy"], dtype="float32")
+    return wave if seconds is None else np.resize(wave, int(seconds * rate))
+
+
+# --- the prediction function --------------------------------------------------------------------------------------
+def test_typed_transcript_is_read_and_every_class_gets_a_probability(recognizer, clips):
+    analysis = recognizer.analyse(str(clips["happy"]), "  what a wonderful party!\n")
+
+    assert list(analysis.probabilities) == ["neutral", "happy", "angry", "sad"]
+    assert sum(analysis.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert all(0.0 < p < 1.0 for p in analysis.probabilities.values())
+    assert analysis.transcript == "what a wonderful party!"
+    assert analysis.transcribed_by is None
+    assert analysis.tokens == ["[CLS]", "what", "a", "wonderful", "party", "!", "[SEP]"]
+    assert analysis.notices == []
+
+
+def test_attention_covers_every_word_and_every_moment_of_the_audio(recognizer, clips):
+    analysis = recognizer.analyse(str(clips["neutral"]), "the meeting starts at ten on monday.")
+    assert set(analysis.attentions) == {"words → audio", "audio → words"}  # the tiny model fuses both ways
+    for weights in analysis.attentions.values():
+        assert weights.shape[0] == len(analysis.tokens)
+        assert abs(weights.shape[1] * analysis.frame_seconds - analysis.seconds) < 0.03  # the whole clip, 50 frames/s
+    np.testing.assert_allclose(analysis.attentions["words → audio"].sum(axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(analysis.attentions["audio → words"].sum(axis=0), 1.0, rtol=1e-4)
+
+    picture = attention_image(analysis)
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+    assert picture.shape[1] == 900 and picture.shape[0] > 400
+    assert picture.std() > 10  # drawn, not blank
+
+
+def test_any_common_format_rate_and_channel_layout_is_heard_the_same(recognizer, clips, tmp_path):
+    reference = recognizer.analyse(str(clips["happy"]), "what a wonderful party!")  # 22.05 kHz mono int16
+    wave, rate = sf.read(clips["happy"], dtype="float32")
+    stereo = _convert(
+        _write(tmp_path / "stereo.wav", np.stack([wave, wave], axis=1), rate), tmp_path / "44k.wav", "-ar", "44100"
+    )
+    variants = {
+        "wav 44.1 kHz stereo": stereo,
+        "flac 48 kHz stereo 24-bit": _convert(stereo, tmp_path / "clip.flac", "-ar", "48000", "-sample_fmt", "s32"),
+        "wav 16 kHz float mono": _convert(
+            stereo, tmp_path / "f32.wav", "-ar", "16000", "-ac", "1", "-c:a", "pcm_f32le"
+        ),
+        "ogg vorbis": _convert(stereo, tmp_path / "clip.ogg", "-c:a", "libvorbis"),
+        "mp3": _convert(stereo, tmp_path / "clip.mp3"),
+    }
+    for name, path in variants.items():
+        analysis = recognizer.analyse(str(path), "what a wonderful party!")
+        assert analysis.seconds == pytest.approx(reference.seconds, abs=0.06), name
+        # The same sound, not channels read as time or a wrong rate (lossy codecs add a little delay).
+        assert _best_correlation(reference.waveform, analysis.waveform) > 0.9, name
+
+
+def _best_correlation(reference: np.ndarray, other: np.ndarray, max_shift: int = 1600) -> float:
+    """Highest correlation of `other` with `reference` over delays of up to `max_shift / 2` samples either way."""
+    length = min(len(reference), len(other)) - max_shift
+    window = reference[max_shift // 2 : max_shift // 2 + length]
+    products = np.correlate(other[: length + max_shift - 1], window, mode="valid")  # one per delay
+    cumulative = np.concatenate([[0.0], np.cumsum(np.square(other, dtype=np.float64))])
+    energies = cumulative[length : length + max_shift] - cumulative[:max_shift]  # of each compared segment
+    return float(np.max(products / np.sqrt(energies * np.sum(np.square(window)))))
+
+
+def test_without_a_transcript_the_speech_is_transcribed_once_loaded_and_the_transcript_shown(
+    models, clips, monkeypatch
+):
+    from transformers import pipeline
+
+    loads = []
+
+    def counting_pipeline(*args, **kwargs):
+        loads.append(kwargs.get("model"))
+        return pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(space_recognizer, "pipeline", counting_pipeline)
+    recognizer = EmotionRecognizer(models[0], asr_model=models[1])
+
+    recognizer.analyse(str(clips["sad"]), "i am so sorry about the letter.")
+    assert loads == []  # a typed transcript never loads speech recognition
+
+    analysis = recognizer.analyse(str(clips["sad"]), "   ")
+    expected = pipeline("automatic-speech-recognition", model=models[1])(
+        {"raw": analysis.waveform, "sampling_rate": 16000}
+    )["text"].strip()
+    assert analysis.transcript == expected and expected  # the transcript shown is the one the model read
+    assert analysis.transcribed_by == models[1]
+    assert analysis.tokens[0] == "[CLS]" and len(analysis.tokens) > 2
+
+    recognizer.analyse(str(clips["angry"]), None)
+    assert loads == [models[1]]  # loaded once, on the first request that needed it
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: None, "No audio"),
+        (lambda tmp: tmp / "missing.wav", "Could not read 'missing.wav' as audio"),
+        (lambda tmp: _bytes(tmp / "notes.wav", b"not audio"), "Could not read 'notes.wav'"),
+        (lambda tmp: _write(tmp / "empty.wav", np.zeros(0, np.int16), 16000), "empty"),
+        (lambda tmp: _write(tmp / "zeros.wav", np.zeros(16000, np.int16), 16000), r"silent \(level -inf dBFS"),
+        (
+            lambda tmp: _write(tmp / "hiss.wav", 1e-4 * np.random.default_rng(0).standard_normal(16000), 16000),
+            "silent",
+        ),
+        (lambda tmp: _write(tmp / "click.wav", 0.5 * np.ones((300, 2)), 44100), r"too short \(7 ms\).*at least 22 ms"),
+    ],
+    ids=["none", "missing", "not-audio", "empty", "digital-silence", "quiet-hiss", "too-short"],
+)
+def test_bad_audio_is_refused_with_a_message_for_the_user(recognizer, tmp_path, make, message):
+    with pytest.raises(InputError, match=message) as error:
+        recognizer.analyse(make(tmp_path), "hello")
+    assert str(tmp_path) not in str(error.value)  # no server paths in what the user reads
+
+
+def test_a_transcript_over_the_limit_is_refused(recognizer, clips):
+    with pytest.raises(InputError, match="2001 characters; at most 2000"):
+        recognizer.analyse(str(clips["happy"]), "a" * 2001)
+
+
+def test_a_transcript_longer_than_the_text_encoder_reads_is_cut_with_a_notice(recognizer, clips):
+    analysis = recognizer.analyse(str(clips["happy"]), "what a wonderful party! " * 60)  # 300 tokens
+
+    assert len(analysis.tokens) == 128  # the tiny BERT's positions
+    assert analysis.notices == ["The transcript is longer than the model reads: only its first 128 tokens were used."]
+
+
+def test_a_recording_over_the_limit_is_cropped_with_a_notice(recognizer, clips, tmp_path):
+    long_clip = _write(tmp_path / "long.wav", _speech(clips, seconds=MAX_SECONDS + 2.5), 22050)
+
+    analysis = recognizer.analyse(str(long_clip), "what a wonderful party!")
+
+    assert analysis.seconds == pytest.approx(MAX_SECONDS)
+    assert analysis.notices == ["The recording is longer than 3 s: only its first 3 s were analysed."]
+
+
+def test_example_clips_are_spoken_by_espeak_and_each_can_be_analysed(recognizer, clips):
+    assert sorted(clips) == sorted(clip.name for clip in EXAMPLES) == ["angry", "happy", "neutral", "sad"]
+    for clip in EXAMPLES:
+        info = sf.info(clips[clip.name])
+        assert info.samplerate == 22050 and info.channels == 1 and 0.5 < info.duration < 4
+        assert recognizer.analyse(str(clips[clip.name]), clip.text).transcript == clip.text
+
+
+def test_settings_come_from_the_environment_only():
+    assert space_app.Settings.from_env({}) == space_app.Settings(
+        model=space_app.DEFAULT_MODEL, asr_model="openai/whisper-small.en", max_seconds=60.0, concurrency_limit=1
+    )
+    settings = space_app.Settings.from_env(
+        {"MER_MODEL": "runs/demo", "MER_ASR_MODEL": "asr", "MER_MAX_SECONDS": "12.5", "MER_CONCURRENCY": "2"}
+    )
+    assert settings == space_app.Settings("runs/demo", "asr", 12.5, 2)
+    with pytest.raises(ValueError, match="MER_MAX_SECONDS must be a positive float, got '-1'"):
+        space_app.Settings.from_env({"MER_MAX_SECONDS": "-1"})
+    with pytest.raises(ValueError, match="MER_CONCURRENCY must be a positive int, got 'two'"):
+        space_app.Settings.from_env({"MER_CONCURRENCY": "two"})
+
+
+# --- the app, served and called through gradio_client ------------------------------------------------------------
+def test_the_api_returns_the_label_distribution(client, recognizer, clips):
+    result = client.predict(handle_file(str(clips["angry"])), "i really hate this awful job.", api_name="/predict")
+
+    direct = recognizer.analyse(str(clips["angry"]), "i really hate this awful job.").probabilities
+    assert result["label"] == max(direct, key=direct.get)
+    assert {c["label"]: c["confidence"] for c in result["confidences"]} == pytest.approx(direct, abs=1e-6)
+    # The caller gives audio and a transcript; nothing chooses the model.
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == ["audio_path", "transcript"]
+
+
+def test_the_ui_endpoint_returns_distribution_transcript_picture_and_notices(client, models, clips, tmp_path):
+    from PIL import Image
+
+    long_clip = _write(tmp_path / "long.wav", _speech(clips, seconds=MAX_SECONDS + 1), 22050)
+
+    label, transcript, picture, details = client.predict(handle_file(str(long_clip)), "", api_name="/analyse")
+
+    assert {c["label"] for c in label["confidences"]} == {"neutral", "happy", "angry", "sad"}
+    assert transcript  # the tiny CTC model's (nonsense) transcript, shown because none was typed
+    assert f"transcribed by `{models[1]}`" in details
+    assert "only its first 3 s were analysed" in details
+    with Image.open(picture) as image:
+        assert image.format == "PNG" and image.width == 900 and image.height > 400
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: None, "No audio: record with the microphone or upload a file"),
+        (lambda tmp: _write(tmp / "zeros.wav", np.zeros(8000, np.int16), 16000), "The recording is silent"),
+        (lambda tmp: _write(tmp / "click.wav", np.ones(100, np.float32), 16000), "The recording is too short"),
+        (lambda tmp: _bytes(tmp / "x.wav", b"RIFF....WAVEjunk"), "Could not read 'x.wav'"),
+    ],
+    ids=["no-audio", "silent", "too-short", "unreadable"],
+)
+def test_bad_input_reaches_the_client_as_a_readable_error_and_the_app_keeps_serving(
+    client, clips, tmp_path, make, message
+):
+    path = make(tmp_path)
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(path)) if path else None, "hello", api_name="/predict")
+    assert client.predict(handle_file(str(clips["sad"])), "hello", api_name="/predict")["label"]
+
+
+def test_an_unexpected_failure_reaches_the_client_as_a_readable_error(client, recognizer, clips, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory at 0x7f...")
+
+    monkeypatch.setattr(recognizer, "_classify", broken)
+    with pytest.raises(AppError, match="Something went wrong while analysing this recording") as error:
+        client.predict(handle_file(str(clips["happy"])), "hello", api_name="/predict")
+    assert "CUDA" not in str(error.value)
+
+
+def test_simultaneous_requests_wait_in_the_queue_instead_of_running_together(client, recognizer, clips, monkeypatch):
+    running, most, lock = [0], [0], threading.Lock()
+    analyse = recognizer.analyse
+
+    def slow_analyse(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        try:
+            return analyse(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(recognizer, "analyse", slow_analyse)
+    jobs = [
+        client.submit(handle_file(str(clips["happy"])), "hi", api_name=name) for name in ("/predict", "/analyse") * 2
+    ]
+    results = [job.result(timeout=60) for job in jobs]
+
+    assert len(results) == 4 and most[0] == 1  # UI and API share one model slot (MER_CONCURRENCY=1)
+
+
+# --- the Space folder and its deployment --------------------------------------------------------------------------
+def test_the_space_card_pins_what_we_test_and_names_the_models():
+    card = SpaceCard.load(SPACE_DIR / "README.md").data
+    assert (card.sdk, card.sdk_version, card.app_file) == ("gradio", importlib.metadata.version("gradio"), "app.py")
+    assert card.models == [space_app.DEFAULT_MODEL, space_recognizer.DEFAULT_ASR_MODEL]
+    assert card.title and len(card.short_description) <= 60
+    pins = dict(line.split("==") for line in (SPACE_DIR / "requirements.txt").read_text().split("\n") if "==" in line)
+    for package in ("torch", "transformers", "numpy", "matplotlib"):
+        assert pins[package] == importlib.metadata.version(package).split("+")[0], package
+    assert {"ffmpeg", "espeak-ng"} <= set((SPACE_DIR / "packages.txt").read_text().split())
+
+
+def test_deploy_uploads_every_module_the_app_imports():
+    siblings = {path.stem for path in SPACE_DIR.glob("*.py")}
+    uploaded = {Path(name).stem for name in space_deploy.APP_FILES if name.endswith(".py")}
+    for module in uploaded:
+        tree = ast.parse((SPACE_DIR / f"{module}.py").read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert imported & siblings <= uploaded, (module, imported & siblings - uploaded)
+    assert "dev_models" not in uploaded and "deploy" not in uploaded
+
+
+class RecordingHfApi:
+    """Stands in for `huggingface_hub.HfApi`: records every call, and the files of each uploaded folder."""
+
+    def __init__(self, *args, **kwargs):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        folder = Path(kwargs["folder_path"])
+        files = {path.name: path.read_text(encoding="utf-8") for path in folder.rglob("*") if path.is_file()}
+        self.calls.append(("upload_folder", kwargs["repo_id"], {**kwargs, "files": files}))
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/spaces/{kwargs['repo_id']}/commit/1"})
+
+    def add_space_variable(self, repo_id, key, value, **kwargs):
+        self.calls.append(("add_space_variable", repo_id, {"key": key, "value": value}))
+
+
+def test_deploy_creates_the_space_and_uploads_only_the_app(monkeypatch, capsys):
+    api = RecordingHfApi()
+    monkeypatch.setattr(space_deploy, "HfApi", lambda *args, **kwargs: api)
+
+    space_deploy.main(["--space_id", "someone/mer-demo", "--model", "someone/mer-iemocap"])
+
+    (create, _, create_kwargs), (upload, repo, upload_kwargs), (variable, _, variable_kwargs) = api.calls
+    assert (create, create_kwargs) == (
+        "create_repo",
+        {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True},
+    )
+    assert (upload, repo, upload_kwargs["repo_type"]) == ("upload_folder", "someone/mer-demo", "space")
+    assert sorted(upload_kwargs["files"]) == sorted(space_deploy.APP_FILES)
+    assert upload_kwargs["files"]["app.py"] == (SPACE_DIR / "app.py").read_text()
+    card = SpaceCard(upload_kwargs["files"]["README.md"]).data
+    assert card.models == ["someone/mer-iemocap", "openai/whisper-small.en"] and card.sdk == "gradio"
+    assert upload_kwargs["delete_patterns"] == ["*.py"]  # modules the app no longer has do not linger
+    assert (variable, variable_kwargs) == ("add_space_variable", {"key": "MER_MODEL", "value": "someone/mer-iemocap"})
+    assert "https://huggingface.co/spaces/someone/mer-demo" in capsys.readouterr().out
+
+
+def test_deploy_refuses_a_local_model_directory(models, monkeypatch, capsys):
+    api = RecordingHfApi()
+    monkeypatch.setattr(space_deploy, "HfApi", lambda *args, **kwargs: api)
+    with pytest.raises(SystemExit):
+        space_deploy.main(["--space_id", "someone/mer-demo", "--model", models[0]])
+    assert "is a local path; a Space loads its models from the Hub" in capsys.readouterr().err
+    assert api.calls == []
+
+
+def test_python_space_app_py_serves_the_model_named_by_mer_model(models, clips, tmp_path):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MER_MODEL": models[0],
+        "MER_ASR_MODEL": models[1],
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    log = tmp_path / "app.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(SPACE_DIR / "app.py")], env=env, stdout=subprocess.DEVNULL, stderr=log_file
+        )
+        try:
+            client = _connect(f"http://127.0.0.1:{port}/", process, log, timeout=120)
+            result = client.predict(handle_file(str(clips["happy"])), "what a wonderful party!", api_name="/predict")
+            assert {c["label"] for c in result["confidences"]} == {"neutral", "happy", "angry", "sad"}
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert f"Loaded {models[0]}" in log.read_text()
+
+
+def _connect(url: str, process: subprocess.Popen, log: Path, timeout: float) -> Client:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the app exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            return Client(url, verbose=False)
+        except Exception:  # not listening yet
+            time.sleep(0.5)
+    raise AssertionError(f"the app did not answer at {url} within {timeout} s: {log.read_text()[-2000:]}")
+
+
+# --- the app in a real browser (Debian's Chromium, headless) ------------------------------------------------------
+@pytest.fixture(scope="module")
+def page(served):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install the Debian package chromium (make setup)")
+    from playwright.sync_api import sync_playwright
+
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+def test_in_the_browser_upload_type_submit_and_read_the_emotion_and_the_attention_picture(
+    page, served, recognizer, clips
+):
+    text = "i really hate this awful job."
+    page.goto(served[0])
+    page.locator("#audio-input input[type=file]").set_input_files(str(clips["angry"]))
+    page.locator('#audio-input [data-testid="download-link"][href$="angry.wav"]').wait_for()  # uploaded
+    page.locator("#transcript-input textarea").fill(text)
+    page.locator("#submit").click()
+
+    shown = page.locator('#emotion-output [data-testid="label-output-value"]')
+    shown.wait_for()
+    expected = recognizer.analyse(str(clips["angry"]), text).probabilities
+    assert shown.inner_text() == max(expected, key=expected.get)
+    names = page.locator("#emotion-output dt").all_inner_texts()
+    percents = page.locator("#emotion-output dd").all_inner_texts()
+    assert dict(zip(names, percents, strict=True)) == {name: f"{round(100 * p)}%" for name, p in expected.items()}
+    assert page.locator("#transcript-output textarea").input_value() == text
+    assert "transcript typed" in page.locator("#details-output").inner_text()
+
+    picture = page.locator("#attention-output img")
+    picture.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+    assert picture.evaluate("img => [img.naturalWidth, img.naturalHeight]")[0] == 900
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_in_the_browser_submitting_without_audio_shows_a_readable_error(page, served):
+    page.goto(served[0])
+    page.locator("#transcript-input textarea").fill("hello")
+    page.locator("#submit").click()
+
+    toast = page.locator('[data-testid="toast-body"].error [data-testid="toast-text"]')
+    assert toast.inner_text() == "No audio: record with the microphone or upload a file, then submit."
+    assert "Traceback" not in page.content()
