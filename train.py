@@ -35,6 +35,7 @@ from mer_tools.training import (
     Arguments,
     atomic_directory,
     check_output_dir,
+    claim_output_dir,
     load_folds,
     load_model_configs,
     parse_config_overrides,
@@ -74,9 +75,12 @@ def main() -> None:
     with accelerator.main_process_first():
         data = load_folds(args)
     overrides = data.check_labels(overrides)
+    folds = args.selected_folds(data.fold_names)
     output_dir = Path(args.output_dir)
+    check_output_dir(output_dir, args)
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        check_output_dir(output_dir, args)
+        claim_output_dir(output_dir, args)
     accelerator.wait_for_everyone()
     processor = MERProcessor.from_audio_text_pretrained(args.audio_model, args.text_model)
     metric = evaluate.load(str(METRIC_PATH))
@@ -84,7 +88,7 @@ def main() -> None:
         accelerator.init_trackers("mer", config={k: str(v) for k, v in asdict(args).items()})
 
     results = {}
-    for fold in args.selected_folds(data.fold_names):
+    for fold in folds:
         train, validation, test = data.split(fold, args.validation_fraction, args.seed)
         results[fold] = run_fold(
             accelerator, args, output_dir / fold, processor, metric, data, train, validation, test, overrides
@@ -130,7 +134,8 @@ def run_fold(accelerator, args, fold_dir, processor, metric, data, train, valida
     )
     validation_loader = evaluation_loader(args, data, validation, processor)
     optimizer = torch.optim.AdamW(parameter_groups(model, args), weight_decay=args.weight_decay)
-    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    # Counted before `prepare`, over all processes: the prepared scheduler steps once per process per update.
+    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
     total_steps = steps_per_epoch * args.num_epochs
     scheduler = get_scheduler(
         "linear", optimizer, num_warmup_steps=int(args.warmup_ratio * total_steps), num_training_steps=total_steps

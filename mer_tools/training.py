@@ -23,6 +23,7 @@ __all__ = [
     "FoldData",
     "atomic_directory",
     "check_output_dir",
+    "claim_output_dir",
     "load_folds",
     "load_model_configs",
     "parse_config_overrides",
@@ -158,6 +159,9 @@ class Arguments:
                 raise ValueError("--push_to_hub needs the model to push: --push_fold <fold> or --final_fit.")
 
     def selected_folds(self, fold_names: list[str]) -> list[str]:
+        """The folds to run, by name; raises ValueError for out-of-range --folds or an unknown --push_fold."""
+        if self.push_to_hub and not self.final_fit and self.push_fold not in fold_names:
+            raise ValueError(f"--push_fold {self.push_fold!r} is not a fold; the folds are {fold_names}.")
         if self.folds is None:
             return list(fold_names)
         wrong = [k for k in self.folds if not 1 <= k <= len(fold_names)]
@@ -312,18 +316,18 @@ def _label_names(folds: dict[str, datasets.Dataset], label_column: str) -> list[
 
 
 def check_output_dir(output_dir: Path, args: Arguments) -> None:
-    """Creates `output_dir` for this run, or accepts it when it holds this same run (to resume).
+    """Accepts `output_dir` when it is new, empty, holds this same run (to resume) or is to be overwritten. Reads
+    only, so every process of a distributed run can call it and fail alike.
 
     Raises:
-        ValueError: it holds a different run (naming the arguments that differ), or --resume_from_checkpoint was
-            given and there is nothing to resume.
+        ValueError: it holds a different run (naming the arguments that differ), it holds something else, or
+            --resume_from_checkpoint was given and there is nothing to resume.
     """
+    if args.overwrite_output_dir:
+        return
     record = output_dir / "run_args.json"
-    ours = {k: v for k, v in asdict(args).items() if k not in _RUN_NEUTRAL}
-    if args.overwrite_output_dir and output_dir.exists():
-        shutil.rmtree(output_dir)
     if record.exists():
-        theirs = json.loads(record.read_text())
+        theirs, ours = json.loads(record.read_text()), _run_defining(args)
         differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if differing:
             raise ValueError(
@@ -335,8 +339,21 @@ def check_output_dir(output_dir: Path, args: Arguments) -> None:
         raise ValueError(f"--resume_from_checkpoint: {output_dir} holds no run to resume.")
     if output_dir.exists() and any(output_dir.iterdir()):
         raise ValueError(f"{output_dir} is not empty and holds no MER run. Choose another --output_dir.")
+
+
+def claim_output_dir(output_dir: Path, args: Arguments) -> None:
+    """Creates `output_dir` for this run (emptying it first with --overwrite_output_dir) and records the arguments
+    that define the run. Main process only, after `check_output_dir`."""
+    if args.overwrite_output_dir and output_dir.exists():
+        shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(ours, indent=2))
+    record = output_dir / "run_args.json"
+    if not record.exists():
+        record.write_text(json.dumps(_run_defining(args), indent=2))
+
+
+def _run_defining(args: Arguments) -> dict:
+    return {k: v for k, v in asdict(args).items() if k not in _RUN_NEUTRAL}
 
 
 @contextlib.contextmanager

@@ -66,9 +66,8 @@ def run(command, env, cwd, timeout=600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def one_process_run(synthetic_corpus, encoders, environment, tmp_path_factory) -> Path:
     output_dir = tmp_path_factory.mktemp("run") / "one"
-    command = train_command(
-        synthetic_corpus, encoders, output_dir, "--num_epochs", "4", "--early_stopping_patience", "9"
-    )
+    extra = ("--num_epochs", "4", "--early_stopping_patience", "9", "--report_to", "tensorboard")
+    command = train_command(synthetic_corpus, encoders, output_dir, *extra)
     run(command, environment, cwd=output_dir.parent)
     return output_dir
 
@@ -102,6 +101,7 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
     assert results["folds"]["session1"]["test"]["wa"] == metrics["test"]["wa"]
     assert results["mean"]["test_ua"] == metrics["test"]["ua"]
     assert results["environment"]["num_processes"] == 1
+    assert list(one_process_run.rglob("events.out.tfevents.*")), "no TensorBoard log"
     card = (one_process_run / "README.md").read_text()
     assert "model-index" in card and "| session1 |" in card and "trust_remote_code=True" in card
 
@@ -257,3 +257,34 @@ def test_push_to_hub_sends_model_code_processor_and_card(one_process_run, monkey
     assert sent["repo_type"] == "model"
     expected = {"config.json", "model.safetensors", "modeling_mer.py", "configuration_mer.py", "processing_mer.py"}
     assert expected | {"processor_config.json", "tokenizer.json", "README.md"} <= set(sent["files"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"folds": [0, 6]}, r"--folds \[0, 6\] out of range: there are 5 folds"),
+        (
+            {"push_to_hub": True, "hub_model_id": "a/b", "push_fold": "session9"},
+            "--push_fold 'session9' is not a fold",
+        ),
+    ],
+)
+def test_fold_choices_are_checked_against_the_corpus(kwargs, message):
+    names = [f"session{k}" for k in range(1, 6)]
+    with pytest.raises(ValueError, match=message):
+        Arguments(data_dir="corpus", **kwargs).selected_folds(names)
+
+
+def test_push_needs_a_repository_and_a_model_to_push():
+    with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):
+        Arguments(data_dir="corpus", push_to_hub=True).check()
+    with pytest.raises(ValueError, match="--push_fold <fold> or --final_fit"):
+        Arguments(data_dir="corpus", push_to_hub=True, hub_model_id="a/b").check()
+
+
+def test_output_dir_that_is_not_a_run_or_has_nothing_to_resume_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not empty and holds no MER run"):
+        check_output_dir(tmp_path, Arguments(data_dir="corpus", output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="holds no run to resume"):
+        check_output_dir(tmp_path / "new", Arguments(data_dir="corpus", resume_from_checkpoint=True))
