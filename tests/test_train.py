@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from huggingface_hub import HfApi
 
 from dataset_scripts.iemocap import load_iemocap
@@ -54,6 +55,15 @@ def train_command(corpus, encoders, output_dir, *extra, launcher=()) -> list[str
         "--num_workers", "0",
         "--config_overrides", "fusion_hidden_size=16,fusion_num_heads=2",
         *extra,
+    ]  # fmt: skip
+
+
+def two_process_launcher(port: int) -> list[str]:
+    """`accelerate launch` with two CPU processes (with ACCELERATE_USE_CPU=1 in the environment: gloo backend)."""
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    return [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
     ]  # fmt: skip
 
 
@@ -156,13 +166,13 @@ def test_saved_model_reproduces_the_reported_predictions_in_a_clean_process(
 
 def test_two_processes_score_the_same_utterances(one_process_run, synthetic_corpus, encoders, environment, tmp_path):
     output_dir = tmp_path / "two"
-    launcher = [
-        str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-    ]  # fmt: skip
     env = {**environment, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     extra = ("--num_epochs", "1", "--ablations", "false")
-    run(train_command(synthetic_corpus, encoders, output_dir, *extra, launcher=launcher), env, tmp_path)
+    run(
+        train_command(synthetic_corpus, encoders, output_dir, *extra, launcher=two_process_launcher(29517)),
+        env,
+        tmp_path,
+    )
 
     two = json.loads((output_dir / "session1" / "metrics.json").read_text())
     one = json.loads((one_process_run / "session1" / "metrics.json").read_text())
@@ -288,3 +298,52 @@ def test_output_dir_that_is_not_a_run_or_has_nothing_to_resume_is_refused(tmp_pa
         check_output_dir(tmp_path, Arguments(data_dir="corpus", output_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="holds no run to resume"):
         check_output_dir(tmp_path / "new", Arguments(data_dir="corpus", resume_from_checkpoint=True))
+
+
+GRADIENT_PROBE = """
+import sys, torch
+from accelerate import Accelerator
+from dataset_scripts.iemocap import load_iemocap
+from mer_tools.data import MERCollator, UtteranceDataset
+from modeling_mer import MERModel, MERProcessor
+
+corpus, audio_model, text_model, out = sys.argv[1:5]
+accelerator = Accelerator()
+utterances = UtteranceDataset(load_iemocap(corpus, "4class")["session2"])
+items = [utterances[i] for i in range(12)]
+torch.manual_seed(0)
+model = MERModel.from_audio_text_pretrained(
+    audio_model, text_model, fusion_hidden_size=16, fusion_num_heads=2, use_cross_pair_task=False,
+    use_consistency_task=False,
+)
+for module in model.modules():
+    if isinstance(module, torch.nn.Dropout):
+        module.p = 0.0
+model = accelerator.prepare(model).train()
+share = len(items) // accelerator.num_processes
+mine = items[accelerator.process_index * share : (accelerator.process_index + 1) * share]
+batch = MERCollator(MERProcessor.from_audio_text_pretrained(audio_model, text_model))(mine)
+accelerator.backward(model(**batch).loss)
+if accelerator.is_main_process:
+    parameters = accelerator.unwrap_model(model).parameters()
+    torch.save(torch.cat([p.grad.flatten() for p in parameters if p.grad is not None]), out)
+"""
+
+
+def test_two_processes_compute_the_gradient_of_the_whole_batch(synthetic_corpus, encoders, environment, tmp_path):
+    """Each process takes half of a batch (padded differently); DDP must give the full batch's gradient."""
+    script = tmp_path / "probe.py"
+    script.write_text(GRADIENT_PROBE)
+    arguments = [str(synthetic_corpus.path), *encoders]
+    env = {**environment, "PYTHONPATH": str(REPO)}
+    run([sys.executable, str(script), *arguments, str(tmp_path / "one.pt")], env, tmp_path)
+    run(
+        [*two_process_launcher(29518), str(script), *arguments, str(tmp_path / "two.pt")],
+        {**env, "ACCELERATE_USE_CPU": "1"},
+        tmp_path,
+    )
+
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert one.shape == two.shape and one.abs().max() > 0
+    # Summation order differs between one batch and two halves: equal up to float rounding.
+    torch.testing.assert_close(two, one, atol=1e-4 * one.abs().max().item(), rtol=0)
