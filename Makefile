@@ -21,7 +21,7 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = "0" ]; then \
 			echo "Installing Debian packages for:$$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
 		else \
 			echo "Missing system commands:$$missing. Install the Debian packages '$(SYSTEM_PACKAGES)' (as root: make system-packages)."; \
 			exit 1; \
