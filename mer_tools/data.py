@@ -92,8 +92,8 @@ class LengthGroupedSampler(Sampler[int]):
     """Shuffled indices arranged so that each run of `batch_size` consecutive indices has similar lengths.
 
     Each epoch: shuffle, cut into mega-batches of `mega_batches * batch_size`, sort each by length, cut into batches,
-    shuffle the batches. Little padding, still random. The order depends only on `seed` and the epoch
-    (`set_epoch`), so every process of a distributed run agrees on it.
+    shuffle the full batches and put the short one (if any) last. Little padding, still random. The order depends
+    only on `seed` and the epoch (`set_epoch`), so every process of a distributed run agrees on it.
     """
 
     def __init__(self, lengths: Sequence[float], batch_size: int, seed: int = 0, mega_batches: int = 50):
@@ -115,8 +115,12 @@ class LengthGroupedSampler(Sampler[int]):
         for start in range(0, len(order), span):
             mega = sorted(order[start : start + span], key=self.lengths.__getitem__, reverse=True)
             batches += [mega[i : i + self.batch_size] for i in range(0, len(mega), self.batch_size)]
-        rng.shuffle(batches)
-        return (index for batch in batches for index in batch)
+        # Only full batches are shuffled: a short one in the middle would shift every later batch across two length
+        # groups once the DataLoader cuts the stream into runs of `batch_size`.
+        full = [batch for batch in batches if len(batch) == self.batch_size]
+        rng.shuffle(full)
+        short = [batch for batch in batches if len(batch) < self.batch_size]
+        return (index for batch in full + short for index in batch)
 
 
 def padding_share(lengths: Sequence[float], order: Sequence[int], batch_size: int) -> float:

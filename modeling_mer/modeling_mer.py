@@ -422,6 +422,8 @@ class MERModel(MERPreTrainedModel):
         consistency: one head says whether a pair carries the same emotion; matched pairs and mismatched pairs
         with equal labels are positives (aligns the emotion-related features of the two modalities).
         """
+        if not (self.config.use_cross_pair_task or self.config.use_consistency_task):
+            return {}  # no mismatched fusion when no task needs it
         partner = _random_derangement(len(labels), labels.device)
         mismatched_pooled, _, _ = self._fuse(audio, audio_mask, text[partner], text_mask[partner])
         mismatched_pooled = self.dropout(mismatched_pooled)

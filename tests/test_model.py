@@ -265,3 +265,11 @@ def test_transcripts_longer_than_the_text_encoder_are_refused_or_truncated(make_
     too_long = processor(audio=speech_like(0.5), text=words, sampling_rate=16000, max_text_length=200)
     with pytest.raises(ValueError, match="200 tokens are longer than the text encoder's 128 positions"):
         model(**too_long)
+
+
+def test_no_mismatched_fusion_when_both_auxiliary_tasks_are_off(make_model, batch):
+    model = make_model(use_cross_pair_task=False, use_consistency_task=False).train()
+    calls = []
+    model.fusion.register_forward_hook(lambda *_: calls.append(1))
+    out = model(**batch, labels=LABELS)
+    assert len(calls) == 1 and out.aux_losses == {}
