@@ -1,0 +1,87 @@
+"""Every benchmark runs once in quick mode (tiny encoders, a handful of utterances) and writes its record, so none
+can rot. No timed assertion: speed is what the benchmarks report, not what tests check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # bench/ is a directory of the repository, not part of the installed package
+
+from bench import data_path, inference, mfu, padding, training  # noqa: E402
+
+MACHINE_KEYS = {"cpu", "logical_cores", "torch_threads", "device", "torch", "transformers", "date", "bf16"}
+
+
+def run_quick(module, out: Path, *extra: str) -> dict:
+    record = module.main(["--quick", "--out", str(out), *extra])
+    written = json.loads(out.read_text())
+    assert written["benchmark"] == record["benchmark"]
+    assert MACHINE_KEYS <= set(written["machine"])
+    assert written["settings"]["quick"] is True
+    assert written["table"].startswith("| ") and written["table"] == record["table"]
+    return written
+
+
+def test_inference_times_every_part_for_each_k(tmp_path):
+    results = run_quick(inference, tmp_path / "inference.json", "--fusion-layers", "1", "2")["results"]
+    assert set(results["modes"]) == {"batch 1", "batch 3, length-sorted", "batch 3, arrival order"}
+    for mode in results["modes"].values():
+        assert {"audio_encoder", "text_encoder", "model_K1", "model_K2", "fusion_heads_K2"} <= set(mode["seconds"])
+        entry = mode["per_fusion_layers"]["2"]
+        assert {"utterances_per_second", "real_time_factor", "ratio_to_encoders", "meets_fusion_target"} <= set(entry)
+    assert results["modes"]["batch 1"]["audio_padding_share"] == 0.0
+    assert isinstance(results["fusion_target_met"], bool)
+
+
+def test_mfu_counts_flops_and_compares_variants(tmp_path):
+    results = run_quick(mfu, tmp_path / "mfu.json")["results"]
+    assert results["useful_flops"] > 0
+    assert results["executed_flops"]["arrival"] >= results["executed_flops"]["sorted"] >= results["useful_flops"]
+    assert {"batch 1", "batch 2, length-sorted (baseline)", "... eager attention", "... torch.no_grad"} <= set(
+        results["variants"]
+    )
+    for entry in results["variants"].values():
+        assert 0 < entry["mfu_useful"] <= entry["mfu_executed"]
+    assert "audio CNN feature encoder" in results["components"]
+
+
+def test_padding_compares_grouped_and_random_batches(tmp_path):
+    results = run_quick(padding, tmp_path / "padding.json", "--batch-sizes", "4", "8")["results"]
+    assert set(results["batch_sizes"]) == {"4", "8"}
+    for entry in results["batch_sizes"].values():
+        assert {"length_grouped", "random", "sorted_whole_utterances", "meets_target"} <= set(entry)
+        assert 0.0 <= entry["length_grouped"]["mean"] < entry["random"]["mean"] < 1.0
+
+
+def test_training_then_data_path(tmp_path):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng speaks the data path's corpus (make setup installs it)")
+    # Two conditions, each in its own spawned process: both settings of the CNN and of checkpointing are covered.
+    training_json = tmp_path / "training.json"
+    conditions = ["--conditions", "frozen CNN", "trainable CNN + checkpointing"]
+    results = run_quick(training, training_json, *conditions)["results"]
+    assert set(results["conditions"]) == {"frozen CNN", "trainable CNN + checkpointing"}
+    for entry in results["conditions"].values():
+        assert {"with_aux", "main_loss_only"} == set(entry["step_seconds"]) == set(entry["flops_shortest_batch"])
+        assert entry["peak_memory_bytes"] > 0 and entry["utterances_per_second"] > 0
+        assert entry["flops_shortest_batch"]["with_aux"] > entry["flops_shortest_batch"]["main_loss_only"]
+    frozen, trainable = (
+        results["conditions"][name]["trainable_parameters"] for name in ("frozen CNN", conditions[-1])
+    )
+    assert trainable > frozen
+
+    results = run_quick(data_path, tmp_path / "data_path.json", "--training-results", str(training_json))["results"]
+    assert set(results["corpora"]) == {"16 kHz wav", "44.1 kHz wav (resampled)"}
+    for entry in results["corpora"].values():
+        assert set(entry["workers"]) == {"0", "1"}
+        for measured in entry["workers"].values():
+            assert measured["utterances"] == entry["utterances"] > 0
+            assert "headroom_over_training" in measured
+    assert results["training"]["utterances_per_second"] > 0
+    assert isinstance(results["never_the_bottleneck"], bool)
