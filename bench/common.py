@@ -501,3 +501,12 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def run_model_benchmark(run, args) -> dict:
+    """What every model benchmark's `main` does with its parsed arguments: apply the allocator setting when asked,
+    then `run(args)` under the requested thread count."""
+    if getattr(args, "keep_freed_memory", False):
+        keep_freed_memory()
+    with torch_threads(args.threads):
+        return run(args)

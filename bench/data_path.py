@@ -43,8 +43,8 @@ from bench.common import (
     machine_info,
     markdown_table,
     resolve_device,
+    run_model_benchmark,
     settle_arguments,
-    torch_threads,
     training_default,
     write_report,
 )
@@ -254,9 +254,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the written record."""
-    args = parse_args(argv)
-    with torch_threads(args.threads):
-        return run(args)
+    return run_model_benchmark(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -26,14 +26,13 @@ from bench.common import (
     base_parser,
     batches,
     build_models,
-    keep_freed_memory,
     machine_info,
     make_inputs,
     markdown_table,
     resolve_device,
+    run_model_benchmark,
     sample_grouped,
     settle_arguments,
-    torch_threads,
     write_report,
 )
 from modeling_mer import MERModel
@@ -214,11 +213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the written record."""
-    args = parse_args(argv)
-    if args.keep_freed_memory:
-        keep_freed_memory()
-    with torch_threads(args.threads):
-        return run(args)
+    return run_model_benchmark(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from bench.common import (
     markdown_table,
     matmul_flops_per_second,
     resolve_device,
+    run_model_benchmark,
     sample_grouped,
     settle_arguments,
     torch_threads,
@@ -246,11 +247,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the written record."""
-    args = parse_args(argv)
-    if args.keep_freed_memory:
-        keep_freed_memory()
-    with torch_threads(args.threads):
-        return run(args)
+    return run_model_benchmark(run, parse_args(argv))
 
 
 if __name__ == "__main__":
