@@ -12,7 +12,13 @@ SYSTEM_COMMANDS := espeak-ng ffmpeg chromium
 DEMO_CORPUS := data/synthetic
 DEMO_DIR := runs/demo
 
-.PHONY: setup system-packages demo space deploy-space test lint clean
+# The environment is the lock: requirements.lock pins every Python package (resolved by pip-tools for Python 3.11 on
+# Linux x86_64), and space/requirements.txt is compiled from it. `make lock` re-resolves both on purpose.
+LOCK := requirements.lock
+SPACE_LOCK := space/requirements.txt
+LOCK_PYTHON := 3.11
+
+.PHONY: setup system-packages lock demo space deploy-space test lint clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -28,11 +34,32 @@ system-packages:
 		fi; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# The locked versions and nothing else: --no-deps, so pip resolves nothing and no unlocked release can come in.
+$(VENV)/.locked: $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(LOCK_PYTHON)".split("."))))' || { \
+		echo "$(LOCK) is resolved for Python $(LOCK_PYTHON) but $(VENV) runs $$($(PY) --version)." \
+			"Run: make clean && make setup PYTHON=/path/to/python$(LOCK_PYTHON)"; exit 1; }
+	$(PY) -m pip install -q --no-deps $$(grep -E '^pip==' $(LOCK))
+	$(PY) -m pip install -q --no-deps -r $(LOCK)
 	touch $@
+
+# A lock that no longer covers pyproject.toml stops here, naming the package, before the project is installed.
+$(VENV)/.installed: $(VENV)/.locked pyproject.toml
+	$(PY) scripts/check_lock.py --pyproject pyproject.toml --lock $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	touch $@
+
+# Keeps every pin that still fits pyproject.toml; LOCK_ARGS=--upgrade moves everything to the newest releases,
+# LOCK_ARGS="--upgrade-package transformers" one package. pip-compile ignores the constraint files of pip's
+# configuration (here: the torch builds on this machine's disk), so they are passed on.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile -q --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links \
+	$(addprefix --constraint ,$(shell $(PY) -m pip config list | sed -n "s/^[^=]*[.]constraint='\(.*\)'$$/\1/p"))
+lock: $(VENV)/.locked
+	$(PIP_COMPILE) --all-extras $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
+	$(PIP_COMPILE) --upgrade --annotation-style line --output-file $(SPACE_LOCK) space/requirements.in
 
 demo: setup
 	test -d $(DEMO_CORPUS)/Session5 || $(PY) -m dataset_scripts.synthetic --out $(DEMO_CORPUS) --per-dialog 63 --seed 0

@@ -8,7 +8,6 @@ from configs and saved to a temporary directory; the example clips are spoken by
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import os
 import socket
 import subprocess
@@ -27,11 +26,13 @@ SCREENSHOT = REPO / "artifacts" / "space-screenshot.png"
 CHROMIUM = "/usr/bin/chromium"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from tests (there is no network)
 sys.path.insert(0, str(SPACE_DIR))
+sys.path.insert(0, str(REPO / "scripts"))
 
 import app as space_app  # noqa: E402
 import deploy as space_deploy  # noqa: E402
 import recognizer as space_recognizer  # noqa: E402
 from attention_plot import attention_image  # noqa: E402
+from check_lock import locked_versions  # noqa: E402
 from dev_models import save_tiny_asr, save_tiny_mer  # noqa: E402
 from example_clips import EXAMPLES, make_example_clips  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
@@ -348,14 +349,15 @@ def test_simultaneous_requests_wait_in_the_queue_instead_of_running_together(cli
 
 
 # --- the Space folder and its deployment --------------------------------------------------------------------------
-def test_the_space_card_pins_what_we_test_and_names_the_models():
+def test_the_space_card_and_requirements_pin_the_locked_versions_and_name_the_models():
+    locked = locked_versions((REPO / "requirements.lock").read_text())
     card = SpaceCard.load(SPACE_DIR / "README.md").data
-    assert (card.sdk, card.sdk_version, card.app_file) == ("gradio", importlib.metadata.version("gradio"), "app.py")
+    assert (card.sdk, card.sdk_version, card.app_file) == ("gradio", str(locked["gradio"]), "app.py")
     assert card.models == [space_app.DEFAULT_MODEL, space_recognizer.DEFAULT_ASR_MODEL]
     assert card.title and len(card.short_description) <= 60
-    pins = dict(line.split("==") for line in (SPACE_DIR / "requirements.txt").read_text().split("\n") if "==" in line)
-    for package in ("torch", "transformers", "numpy", "matplotlib"):
-        assert pins[package] == importlib.metadata.version(package).split("+")[0], package
+    pins = locked_versions((SPACE_DIR / "requirements.txt").read_text())
+    assert {"torch", "transformers", "numpy", "matplotlib", "huggingface-hub"} <= set(pins)
+    assert {name: version for name, version in pins.items() if locked.get(name) != version} == {}
     assert {"ffmpeg", "espeak-ng"} <= set((SPACE_DIR / "packages.txt").read_text().split())
 
 
