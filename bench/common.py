@@ -409,7 +409,7 @@ def machine_info(device: torch.device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "environment": {name: value for name, value in os.environ.items() if name.startswith(_RECORDED_VARIABLES)},
         "load_average_start": _load_average(),
         "_cpu_snapshot": _cpu_snapshot(),
