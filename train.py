@@ -1,13 +1,14 @@
 #!/usr/bin/env python
-"""Leave-one-session-out training and evaluation of MER with Accelerate.
+"""Leave-one-fold-out training and evaluation of MER with Accelerate.
 
     accelerate launch train.py --data_dir /path/IEMOCAP_full_release \
         --audio_model facebook/wav2vec2-base --text_model bert-base-uncased --output_dir runs/x
 
-Each fold tests on one session, trains on the others, and picks its epoch by the UA of a speaker-stratified slice
-of the training sessions: the test session never chooses a checkpoint, an epoch or a hyper-parameter. Rerunning the
-same command (or passing --resume_from_checkpoint) continues a killed run: finished folds are kept, an unfinished
-fold resumes from its last epoch checkpoint. CPU, one GPU, DDP and mixed precision come from `accelerate config`.
+The evaluation protocol (mer.protocol): each fold (an IEMOCAP session) is tested once by a model trained on the
+other folds; the epoch is chosen on validation speakers held out whole from the training folds; no speaker is in two
+of train / validation / test. Rerunning the same command (or passing --resume_from_checkpoint) continues a killed
+run exactly: finished folds are kept, an unfinished fold resumes from its last epoch with the batch order, random
+state and learning rate it would have had. CPU, one GPU, DDP and mixed precision come from `accelerate config`.
 """
 
 from __future__ import annotations
@@ -15,37 +16,40 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-from dataclasses import asdict
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import evaluate
-import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from safetensors.torch import load_file
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
 
-from mer_tools.data import LengthGroupedSampler, MERCollator, UtteranceDataset
-from mer_tools.training import (
-    Arguments,
-    atomic_directory,
-    check_output_dir,
-    claim_output_dir,
-    load_folds,
-    load_model_configs,
-    parse_config_overrides,
+from mer.arguments import Arguments, load_model_configs, parse_config_overrides
+from mer.data import LengthGroupedSampler, MERCollator, UtteranceDataset, evaluation_batches
+from mer.protocol import Corpus, FoldSplit, describe_protocol, load_corpus, plan_folds
+from mer.reporting import (
+    CONDITIONS,
     push_model_to_hub,
-    restore_directory,
+    record_evaluation_in_config,
     save_confusion_matrix,
     summarise,
     write_model_card,
 )
-from modeling_mer import MERModel, MERProcessor
+from mer.run_dir import (
+    BEST_MODEL,
+    FoldState,
+    check_output_dir,
+    claim_output_dir,
+    load_checkpoint,
+    publish_best_model,
+    save_checkpoint,
+)
+from modeling_mer import MERConfig, MERModel, MERProcessor
 
 logger = logging.getLogger("train")
 METRIC_PATH = Path(__file__).resolve().parent / "metrics" / "emotion_recognition"
@@ -62,177 +66,208 @@ def main() -> None:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=args.report_to,
         project_dir=args.output_dir,
-        # Auxiliary heads sit out batches of one; BERT-style encoders may carry unused weights.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # Training batches are full and every head runs on each of them, so the graph is the same at every step;
+        # only LayerDrop (skipping encoder layers at random) leaves parameters without gradients.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.audio_layerdrop > 0)],
     )
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_main_process:
-        logging.getLogger().setLevel(logging.WARNING)
+    configure_logging(accelerator.is_main_process)
 
     # Everything that can be wrong with the inputs is found here, before any training.
     overrides = parse_config_overrides(args.config_overrides)
     load_model_configs(args.audio_model, args.text_model)
     with accelerator.main_process_first():
-        data = load_folds(args)
-    overrides = data.check_labels(overrides)
-    folds = args.selected_folds(data.fold_names)
+        corpus = load_corpus(args)
+    overrides = corpus.check_labels(overrides)
+    check_batch_size(args, MERConfig(**overrides))
+    plan = plan_folds(corpus, args)  # the evaluation protocol: folds, validation splits, speaker checks
+    protocol = describe_protocol(args, corpus, plan)
     output_dir = Path(args.output_dir)
     check_output_dir(output_dir, args)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         claim_output_dir(output_dir, args)
+        log_to_file(output_dir / "train.log")
     accelerator.wait_for_everyone()
+    logger.info("%s", protocol)
     processor = MERProcessor.from_audio_text_pretrained(args.audio_model, args.text_model)
     metric = evaluate.load(str(METRIC_PATH))
     if args.report_to:
-        accelerator.init_trackers("mer", config={k: str(v) for k, v in asdict(args).items()})
+        accelerator.init_trackers("mer", config={k: str(v) for k, v in vars(args).items()})
 
-    results = {}
-    for fold in folds:
-        train, validation, test = data.split(fold, args.validation_fraction, args.seed)
-        results[fold] = run_fold(
-            accelerator, args, output_dir / fold, processor, metric, data, train, validation, test, overrides
-        )
-    if args.final_fit:
-        train, validation, _ = data.split(None, args.validation_fraction, args.seed)
-        run_fold(accelerator, args, output_dir / "final", processor, metric, data, train, validation, None, overrides)
+    results = {
+        split.name: run_fold(accelerator, args, corpus, split, output_dir / split.name, processor, metric, overrides)
+        for split in plan
+    }
 
     if accelerator.is_main_process:
-        summary = summarise(results, args, data, accelerator)
+        summary = summarise(results, args, corpus.name, corpus.label_names, protocol, accelerator)
         (output_dir / "results.json").write_text(json.dumps(summary, indent=2))
         write_model_card(output_dir, summary, args)
         logger.info("\n%s", summary["table"])
         logger.info("Results: %s; models: %s/<fold>/model", output_dir / "results.json", output_dir)
         if args.push_to_hub:
-            model_dir = output_dir / ("final" if args.final_fit else args.push_fold) / "model"
+            model_dir = output_dir / (plan[-1].name if args.final_fit else args.push_fold) / "model"
             url = push_model_to_hub(model_dir, output_dir / "README.md", args.hub_model_id, args.hub_private)
             logger.info("Pushed %s to %s", model_dir, url)
     accelerator.end_training()
 
 
-def run_fold(accelerator, args, fold_dir, processor, metric, data, train, validation, test, overrides) -> dict:
-    """Trains one fold (resuming if it was interrupted), then tests its best epoch. Returns the test metrics."""
+@dataclass
+class FoldTraining:
+    """What one fold trains with, prepared by Accelerate."""
+
+    model: MERModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    training: DataLoader
+    validation: DataLoader
+    scheduler_steps: int  # the schedule's length: it reaches 0 at the last update of the last epoch
+
+
+def run_fold(
+    accelerator, args, corpus: Corpus, split: FoldSplit, fold_dir: Path, processor, metric, overrides
+) -> dict:
+    """Trains one fold (resuming if it was interrupted), then tests its best epoch. Returns the fold's record."""
     if (fold_dir / "metrics.json").exists():
-        logger.info("%s is finished already: keeping its results.", fold_dir.name)
+        logger.info("%s is finished already: keeping its results.", split.name)
         return json.loads((fold_dir / "metrics.json").read_text())
+    fold = prepare_fold(accelerator, args, corpus, split, processor, overrides)
+    checkpoint = fold_dir / "checkpoint"
+    state = train_fold(accelerator, args, fold, split.name, checkpoint, processor, metric, corpus.label_names)
+
+    # The epoch chosen on validation is the one tested, and the one published as the fold's model.
+    best = load_file(checkpoint / BEST_MODEL / "model.safetensors")
+    accelerator.unwrap_model(fold.model).load_state_dict(best)
+    if accelerator.is_main_process:
+        publish_best_model(checkpoint, fold_dir / "model")
+    record = {
+        "best_epoch": state.best_epoch,
+        "best_ua": state.best_ua,
+        "history": state.history,
+        "validation_speakers": split.validation_speakers,
+        "train_size": len(split.train),
+        "validation_size": len(split.validation),
+        "planned_scheduler_steps": fold.scheduler_steps,
+    }
+    if split.test is not None:
+        record.update(score_test_fold(accelerator, args, fold.model, processor, metric, corpus, split, fold_dir))
+    if accelerator.is_main_process:
+        (fold_dir / "metrics.json").write_text(json.dumps(record, indent=2))
+    accelerator.wait_for_everyone()
+    accelerator.free_memory()
+    return record
+
+
+def prepare_fold(accelerator, args, corpus: Corpus, split: FoldSplit, processor, overrides) -> FoldTraining:
+    """A fresh model around the pretrained encoders, the fold's loaders, the optimizer and the schedule."""
     set_seed(args.seed)
     model = MERModel.from_audio_text_pretrained(args.audio_model, args.text_model, **overrides)
+    if hasattr(model.config.audio_config, "layerdrop"):
+        model.config.audio_config.layerdrop = args.audio_layerdrop  # the encoder reads its config at every step
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
-
     # Without length grouping each mega-batch is a single batch: plain random batches.
-    mega_batches = 50 if args.group_by_length else 1
     sampler = LengthGroupedSampler(
-        data.durations_of(train), args.batch_size, seed=args.seed, mega_batches=mega_batches
+        corpus.durations_of(split.train),
+        args.batch_size,
+        seed=args.seed,
+        mega_batches=50 if args.group_by_length else 1,
     )
-    train_loader = DataLoader(
-        UtteranceDataset(train, *data.columns),
+    training = DataLoader(
+        UtteranceDataset(split.train, *corpus.columns),
         batch_size=args.batch_size,
         sampler=sampler,
-        collate_fn=MERCollator(processor, max_audio_seconds=args.max_audio_seconds),
+        drop_last=True,  # every training batch is full: the auxiliary tasks need two utterances, DDP a fixed graph
+        collate_fn=MERCollator(
+            processor, max_audio_seconds=args.max_audio_seconds, modality_dropout=model.config.modality_dropout
+        ),
         num_workers=args.num_workers,
     )
-    validation_loader = evaluation_loader(args, data, validation, processor)
+    validation = whole_utterance_loader(args, corpus, split.validation, processor, model.config)
     optimizer = torch.optim.AdamW(parameter_groups(model, args), weight_decay=args.weight_decay)
-    # Counted before `prepare`, over all processes: the prepared scheduler steps once per process per update.
-    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * args.num_epochs
-    scheduler = get_scheduler(
-        "linear", optimizer, num_warmup_steps=int(args.warmup_ratio * total_steps), num_training_steps=total_steps
-    )
-    model, optimizer, train_loader, validation_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, validation_loader, scheduler
-    )
+    model, prepared_optimizer, training, validation = accelerator.prepare(model, optimizer, training, validation)
+    # Counted from the prepared loader (per process); the prepared scheduler steps once per process at every update.
+    scheduler_steps = math.ceil(len(training) / args.gradient_accumulation_steps) * args.num_epochs
+    scheduler_steps *= accelerator.num_processes
+    warmup_steps = int(args.warmup_ratio * scheduler_steps)
+    scheduler = accelerator.prepare(get_scheduler("linear", optimizer, warmup_steps, scheduler_steps))
+    return FoldTraining(model, prepared_optimizer, scheduler, training, validation, scheduler_steps)
 
-    checkpoint = fold_dir / "checkpoint"
-    restore_directory(checkpoint)
-    restore_directory(fold_dir / "model")
-    state = {"epoch": 0, "best_ua": -1.0, "best_epoch": -1, "epochs_without_gain": 0, "history": []}
-    if (checkpoint / "state.json").exists():
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "state.json").read_text())
-        logger.info(
-            "%s: resuming after epoch %d (best validation UA %.4f)", fold_dir.name, state["epoch"], state["best_ua"]
-        )
 
+def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, processor, metric, labels) -> FoldState:
+    """Epochs until `--num_epochs` or early stopping, each followed by validation and a checkpoint; continues after
+    the last finished epoch of an interrupted run."""
+    state = load_checkpoint(accelerator, checkpoint) or FoldState()
+    if state.epoch:
+        logger.info("%s: resuming after epoch %d (best validation UA %.4f)", name, state.epoch, state.best_ua)
     epochs = tqdm(
-        range(state["epoch"], args.num_epochs),
-        initial=state["epoch"],
+        range(state.epoch, args.num_epochs),
+        initial=state.epoch,
         total=args.num_epochs,
-        desc=f"{fold_dir.name} epochs",
+        desc=f"{name} epochs",
         disable=not accelerator.is_local_main_process,
     )
     for epoch in epochs:
-        if state["epochs_without_gain"] >= args.early_stopping_patience:
+        if state.epochs_without_gain >= args.early_stopping_patience:
             break
-        sampler.set_epoch(epoch)
-        train_loss = train_epoch(
-            accelerator, model, optimizer, scheduler, train_loader, f"{fold_dir.name} epoch {epoch + 1}"
+        fold.training.set_epoch(epoch)  # the prepared loader seeds its sampler with this: the same order on resume
+        train_loss = train_epoch(accelerator, fold, f"{name} epoch {epoch + 1}")
+        scores = score(predict(accelerator, fold.model, fold.validation), metric, labels)
+        improved = state.record_epoch(
+            {
+                "train_loss": train_loss,
+                "val_wa": scores["wa"],
+                "val_ua": scores["ua"],
+                "learning_rates": fold.scheduler.get_last_lr(),
+                "scheduler_steps": fold.scheduler.scheduler.last_epoch,
+            }
         )
-        scores = evaluate_loader(accelerator, model, validation_loader, metric, data.label_names)["metrics"]
-        state["epoch"] = epoch + 1
-        state["history"].append(
-            {"epoch": epoch + 1, "train_loss": train_loss, "val_wa": scores["wa"], "val_ua": scores["ua"]}
-        )
-        if scores["ua"] > state["best_ua"]:
-            state.update(best_ua=scores["ua"], best_epoch=epoch + 1, epochs_without_gain=0)
-            save_model(accelerator, model, processor, fold_dir / "model")
-        else:
-            state["epochs_without_gain"] += 1
-        epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{scores['ua']:.3f}", best=f"{state['best_ua']:.3f}")
+        save_best = partial(save_model, accelerator, fold.model, processor) if improved else None
+        save_checkpoint(accelerator, checkpoint, state, save_best)
+        epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{scores['ua']:.3f}", best=f"{state.best_ua:.3f}")
         logger.info(
             "%s epoch %d: train loss %.4f, validation WA %.4f UA %.4f",
-            fold_dir.name,
-            epoch + 1,
-            train_loss,
-            scores["wa"],
-            scores["ua"],
-        )
-        accelerator.log(
-            {f"{fold_dir.name}/train_loss": train_loss, f"{fold_dir.name}/val_ua": scores["ua"]}, step=epoch + 1
-        )
-        save_checkpoint(accelerator, checkpoint, state)
-
-    # The epoch chosen on validation is the one tested.
-    accelerator.unwrap_model(model).load_state_dict(load_file(fold_dir / "model" / "model.safetensors"))
-    outcome = {key: state[key] for key in ("best_epoch", "best_ua", "history")}
-    if test is not None:
-        outcome.update(test_fold(accelerator, args, model, processor, metric, data, test, fold_dir))
-    if accelerator.is_main_process:
-        (fold_dir / "metrics.json").write_text(json.dumps(outcome, indent=2))
-    accelerator.wait_for_everyone()
-    accelerator.free_memory()
-    return outcome
+            name, state.epoch, train_loss, scores["wa"], scores["ua"],
+        )  # fmt: skip
+        accelerator.log({f"{name}/train_loss": train_loss, f"{name}/val_ua": scores["ua"]}, step=state.epoch)
+    return state
 
 
-def test_fold(accelerator, args, model, processor, metric, data, test, fold_dir) -> dict:
-    """Scores the test session with both modalities, then with each one masked (`--ablations`)."""
+def score_test_fold(accelerator, args, model, processor, metric, corpus, split, fold_dir) -> dict:
+    """Scores the test fold with both modalities, then with each one alone (`--ablations`). The scores also go into
+    the published model's config (`evaluation`), so whoever uses the model knows what each condition is worth."""
     outcome = {}
-    for masked in [None, "text", "audio"] if args.ablations else [None]:
-        loader = accelerator.prepare(evaluation_loader(args, data, test, processor, masked_modality=masked))
-        result = evaluate_loader(accelerator, model, loader, metric, data.label_names)
-        name = {None: "test", "text": "test_audio_only", "audio": "test_text_only"}[masked]
-        outcome[name] = result["metrics"]
-        if masked is None and accelerator.is_main_process:
-            save_confusion_matrix(result["metrics"]["confusion_matrix"], data.label_names, fold_dir / "confusion.png")
-            ids = data.ids_of(test)
-            rows = [
-                {"id": ids[i], "label": int(label), "prediction": int(prediction), "probabilities": probabilities}
-                for i, label, prediction, probabilities in zip(
-                    result["indices"], result["labels"], result["predictions"], result["probabilities"], strict=True
-                )
-            ]
+    conditions = CONDITIONS if args.ablations else {"test": "both"}
+    model_config = accelerator.unwrap_model(model).config
+    for condition, kept in conditions.items():
+        keep_only = None if kept == "both" else kept
+        loader = accelerator.prepare(
+            whole_utterance_loader(args, corpus, split.test, processor, model_config, keep_only=keep_only)
+        )
+        predictions = predict(accelerator, model, loader)
+        outcome[condition] = score(predictions, metric, corpus.label_names)
+        if keep_only is None and accelerator.is_main_process:
+            save_confusion_matrix(
+                outcome[condition]["confusion_matrix"], corpus.label_names, fold_dir / "confusion.png"
+            )
+            ids = corpus.ids_of(split.test)
+            rows = [{"id": ids[row.pop("index")], **row} for row in predictions]
             (fold_dir / "predictions.json").write_text(json.dumps(sorted(rows, key=lambda row: row["id"]), indent=1))
+    if accelerator.is_main_process:
+        record_evaluation_in_config(fold_dir / "model", outcome, f"fold {split.name} of {corpus.name}")
     return outcome
 
 
-def evaluation_loader(args, data, dataset, processor, masked_modality=None) -> DataLoader:
-    """Whole utterances, longest first (little padding), each exactly once."""
-    order = np.argsort(data.durations_of(dataset))[::-1].tolist()
+def whole_utterance_loader(args, corpus, dataset, processor, config: MERConfig, keep_only=None) -> DataLoader:
+    """Whole utterances, each exactly once. For audio encoders that are not given the sample mask, a batch holds
+    only utterances of one length: padding would reach their group norm and self-attention and change predictions."""
+    batches = evaluation_batches(
+        corpus.durations_of(dataset), args.eval_batch_size, equal_lengths_only=not config.audio_encoder_takes_mask
+    )
     return DataLoader(
-        Subset(UtteranceDataset(dataset, *data.columns, with_index=True), order),
-        batch_size=args.eval_batch_size,
-        collate_fn=MERCollator(processor, masked_modality=masked_modality),
+        UtteranceDataset(dataset, *corpus.columns, with_index=True),
+        batch_sampler=batches,
+        collate_fn=MERCollator(processor, keep_only=keep_only),
         num_workers=args.num_workers,
     )
 
@@ -256,20 +291,21 @@ def parameter_groups(model: MERModel, args: Arguments) -> list[dict]:
     return list(groups.values())
 
 
-def train_epoch(accelerator, model, optimizer, scheduler, loader, description) -> float:
-    model.train()
+def train_epoch(accelerator, fold: FoldTraining, description: str) -> float:
+    """One pass over the training loader; returns the mean loss over all processes."""
+    fold.model.train()
     losses = []
-    steps = tqdm(loader, desc=description, leave=False, disable=not accelerator.is_local_main_process)
+    steps = tqdm(fold.training, desc=description, leave=False, disable=not accelerator.is_local_main_process)
     for batch in steps:
         try:
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
+            with accelerator.accumulate(fold.model):
+                loss = fold.model(**batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+                    accelerator.clip_grad_norm_(fold.model.parameters(), 1.0)
+                fold.optimizer.step()
+                fold.scheduler.step()
+                fold.optimizer.zero_grad()
         except torch.OutOfMemoryError as error:
             raise RuntimeError(OOM_ADVICE) from error
         losses.append(loss.detach())
@@ -278,56 +314,69 @@ def train_epoch(accelerator, model, optimizer, scheduler, loader, description) -
 
 
 @torch.no_grad()
-def evaluate_loader(accelerator, model, loader, metric, label_names) -> dict:
-    """Predictions gathered across processes (each utterance counted once) and their metrics."""
+def predict(accelerator, model, loader) -> list[dict]:
+    """`{"index", "label", "prediction", "probabilities"}` for every utterance of the loader, gathered from all
+    processes, in dataset order; an utterance that a process saw twice (to even out the batches) is counted once."""
     model.eval()
-    indices, labels, probabilities = [], [], []
+    rows = []
     for batch in loader:
-        index = batch.pop("indices")
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-        index, label, probs = accelerator.gather_for_metrics((index, batch["labels"], logits.float().softmax(-1)))
-        indices.append(index.cpu())
-        labels.append(label.cpu())
-        probabilities.append(probs.cpu())
-    labels, probabilities = torch.cat(labels), torch.cat(probabilities)
-    predictions = probabilities.argmax(-1)
-    metrics = metric.compute(
-        predictions=predictions.tolist(),
-        references=labels.tolist(),
+        indices, labels = batch.pop("indices").tolist(), batch.pop("labels").tolist()
+        probabilities = model(**batch).logits.float().softmax(-1).cpu()
+        for index, label, row in zip(indices, labels, probabilities, strict=True):
+            rows.append(
+                {
+                    "index": index,
+                    "label": label,
+                    "prediction": int(row.argmax()),
+                    "probabilities": [round(p, 6) for p in row.tolist()],
+                }
+            )
+    unique = {row["index"]: row for row in reversed(gather_object(rows))}
+    return [unique[index] for index in sorted(unique)]
+
+
+def score(predictions: list[dict], metric, label_names: list[str]) -> dict:
+    return metric.compute(
+        predictions=[row["prediction"] for row in predictions],
+        references=[row["label"] for row in predictions],
         num_labels=len(label_names),
         label_names=label_names,
     )
-    return {
-        "metrics": metrics,
-        "indices": torch.cat(indices).tolist(),
-        "labels": labels.tolist(),
-        "predictions": predictions.tolist(),
-        "probabilities": [[round(p, 6) for p in row] for row in probabilities.tolist()],
-    }
 
 
 def save_model(accelerator, model, processor, directory: Path) -> None:
-    """`save_pretrained` of the model (remote code included) and processor, replacing `directory` atomically."""
+    """`save_pretrained` of the model (remote code included) and processor into `directory`. Every process calls it:
+    the state dict is gathered from all of them (FSDP, DeepSpeed); the main process writes."""
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        with atomic_directory(directory) as staging:
-            accelerator.unwrap_model(model).save_pretrained(staging, state_dict=state_dict)
-            processor.save_pretrained(staging)
+        accelerator.unwrap_model(model).save_pretrained(directory, state_dict=state_dict)
+        processor.save_pretrained(directory)
     accelerator.wait_for_everyone()
 
 
-def save_checkpoint(accelerator, directory: Path, state: dict) -> None:
-    """Model, optimizer, scheduler and RNG states plus the loop state; a kill mid-save leaves the last one usable."""
-    staging = directory.with_name(directory.name + ".partial")
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)  # what a killed save left behind
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
-    if accelerator.is_main_process:
-        (staging / "state.json").write_text(json.dumps(state))
-        with atomic_directory(directory) as target:
-            os.replace(staging, target)
-    accelerator.wait_for_everyone()
+def check_batch_size(args: Arguments, config: MERConfig) -> None:
+    if (config.use_cross_pair_task or config.use_consistency_task) and args.batch_size < 2:
+        raise ValueError(
+            "--batch_size 1: the auxiliary tasks pair each utterance with another one of its batch. Use a batch of "
+            "at least 2 (with --gradient_accumulation_steps to save memory), or switch the tasks off with "
+            "--config_overrides use_cross_pair_task=false,use_consistency_task=false."
+        )
+
+
+def configure_logging(is_main_process: bool) -> None:
+    """The console shows train.py's own progress and every warning; libraries' information (checkpoint file lists,
+    for one) goes only to the run's log file (`log_to_file`)."""
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if is_main_process else logging.WARNING)
+    console.addFilter(lambda record: record.name == logger.name or record.levelno >= logging.WARNING)
+    console.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[console], force=True)
+
+
+def log_to_file(path: Path) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import BertConfig, PretrainedConfig, Wav2Vec2Config
 
-from mer_tools.tiny import tiny_audio_config, tiny_text_config
+from mer.tiny import tiny_audio_config, tiny_text_config
 from modeling_mer import MERConfig, MERModel
 
 __all__ = [
@@ -225,8 +225,8 @@ def make_inputs(
 
 
 def training_default(name: str):
-    """The default of a train.py argument (`mer_tools.training.Arguments`), so the benchmarks never restate it."""
-    from mer_tools.training import Arguments
+    """The default of a train.py argument (`mer.arguments.Arguments`), so the benchmarks never restate it."""
+    from mer.arguments import Arguments
 
     return {field.name: field.default for field in dataclasses.fields(Arguments)}[name]
 

@@ -50,8 +50,8 @@ from bench.common import (
 )
 from dataset_scripts.iemocap import load_iemocap
 from dataset_scripts.synthetic import generate_corpus, vocabulary
-from mer_tools.data import LengthGroupedSampler, MERCollator, UtteranceDataset, audio_durations
-from mer_tools.tiny import SPECIAL_TOKENS
+from mer.data import LengthGroupedSampler, MERCollator, UtteranceDataset, audio_durations
+from mer.tiny import SPECIAL_TOKENS
 from modeling_mer import MERProcessor
 
 __all__ = ["base_processor", "main", "resampled_copy", "run"]

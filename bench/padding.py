@@ -4,9 +4,9 @@
 
 IEMOCAP-sized sets of utterance lengths (5531, drawn from its length distribution, bench.common.sample_utterances)
 are cropped to train.py's `max_audio_seconds`, as its collator crops them, and cut into batches in the order of
-`mer_tools.data.LengthGroupedSampler`: with length grouping (train.py's default, the sampler's default
+`mer.data.LengthGroupedSampler`: with length grouping (train.py's default, the sampler's default
 mega-batches) and without (one batch per mega-batch: random batches, what `--group_by_length false` does). The
-padding share `mer_tools.data.padding_share` is 1 - real samples / (batch size x longest item), summed over the
+padding share `mer.data.padding_share` is 1 - real samples / (batch size x longest item), summed over the
 epoch; the table gives its mean over `--epochs` epochs (sampler orders). No model runs: this costs seconds.
 """
 
@@ -31,7 +31,7 @@ from bench.common import (
     training_default,
     write_report,
 )
-from mer_tools.data import LengthGroupedSampler, padding_share
+from mer.data import LengthGroupedSampler, evaluation_batches, padding_share
 
 __all__ = ["main", "run"]
 
@@ -63,9 +63,10 @@ def run(args: argparse.Namespace) -> dict:
         for name, mega in (("length_grouped", grouped_mega_batches), ("random", 1)):
             shares = epoch_padding(lengths, batch_size, mega, args.seed, args.epochs)
             entry[name] = {"mean": float(np.mean(shares)), "max": float(np.max(shares)), "epochs": shares}
-        # Evaluation order (train.py's evaluation_loader): whole utterances, longest first.
+        # Evaluation batches (train.py's whole_utterance_loader): whole utterances, longest first.
         whole = [int(round(d * SAMPLING_RATE)) for d in durations]
-        entry["sorted_whole_utterances"] = padding_share(whole, np.argsort(whole)[::-1].tolist(), batch_size)
+        order = [index for batch in evaluation_batches(whole, batch_size) for index in batch]
+        entry["sorted_whole_utterances"] = padding_share(whole, order, batch_size)
         entry["meets_target"] = entry["length_grouped"]["mean"] <= PADDING_TARGET
         results["batch_sizes"][str(batch_size)] = entry
         rows.append(

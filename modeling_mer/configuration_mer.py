@@ -53,15 +53,24 @@ class MERConfig(PretrainedConfig):
         aux_loss_weights (`dict`, *optional*):
             Weights `{"cross_pair": w1, "consistency": w2}` in `loss = CE + w1 * aux1 + w2 * aux2`.
             Defaults to 0.5 for both.
+        modality_dropout (`float`, *optional*, defaults to 0.2):
+            In training, the share of utterances that lose one modality, the transcript (emptied) or the audio
+            (silenced) with equal chance, so that a missing modality at inference is a case the model has seen.
+            Applied by the training data pipeline (train.py), which reads it from here. 0.2 keeps the fused scores
+            of the synthetic demo where they were without it (within seed-to-seed spread).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of the new (non-encoder) weights.
         id2label (`dict`, *optional*):
             Class names; defaults to `{0: "neutral", 1: "happy", 2: "angry", 3: "sad"}`.
+        evaluation (`dict`, *optional*):
+            What this model scored on data it was not trained on, as train.py records it: `evaluated_on` (which fold
+            of which corpus) and, per condition (`test`: both modalities, `test_audio_only`, `test_text_only`), its
+            `wa`, `ua` and `num_examples`. `None` when never measured. Not a setting: nothing in the model reads it.
 
     Raises:
-        ValueError: naming the field, for heads that do not divide the size, an unknown direction, K < 1, a dropout
-            outside [0, 1), unknown or negative auxiliary weights, label maps that disagree, or an audio config
-            without a convolutional front end.
+        ValueError: naming the field, for heads that do not divide the size, an unknown direction, K < 1, a fusion
+            or modality dropout outside [0, 1), unknown or negative auxiliary weights, label maps that disagree, or an
+            audio config without a convolutional front end.
     """
 
     model_type = "mer"
@@ -83,7 +92,9 @@ class MERConfig(PretrainedConfig):
         use_cross_pair_task: bool = True,
         use_consistency_task: bool = True,
         aux_loss_weights: dict[str, float] | None = None,
+        modality_dropout: float = 0.2,
         initializer_range: float = 0.02,
+        evaluation: dict | None = None,
         **kwargs,
     ):
         self.audio_config = _sub_config(audio_config, "wav2vec2")
@@ -101,7 +112,9 @@ class MERConfig(PretrainedConfig):
         self.aux_loss_weights = (
             dict(aux_loss_weights) if aux_loss_weights is not None else dict.fromkeys(AUX_TASKS, 0.5)
         )
+        self.modality_dropout = modality_dropout
         self.initializer_range = initializer_range
+        self.evaluation = evaluation
         num_labels = kwargs.pop("num_labels", None)
         if kwargs.get("id2label") is None:
             default = DEFAULT_ID2LABEL if num_labels is None else {i: f"LABEL_{i}" for i in range(num_labels)}
@@ -126,8 +139,10 @@ class MERConfig(PretrainedConfig):
             )
         if self.fusion_direction not in FUSION_DIRECTIONS:
             raise ValueError(f"fusion_direction must be one of {FUSION_DIRECTIONS}, got {self.fusion_direction!r}.")
-        if not 0.0 <= self.fusion_dropout < 1.0:
-            raise ValueError(f"fusion_dropout must be in [0, 1), got {self.fusion_dropout!r}.")
+        for name in ("fusion_dropout", "modality_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
         unknown = set(self.aux_loss_weights) - set(AUX_TASKS)
         if unknown:
             raise ValueError(f"aux_loss_weights has unknown tasks {sorted(unknown)}; the tasks are {AUX_TASKS}.")

@@ -17,7 +17,7 @@ import torch
 from example_clips import EXAMPLES
 from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
-from mer_tools.tiny import build_tiny_encoders, tiny_audio_config
+from mer.tiny import build_tiny_encoders, tiny_audio_config
 from modeling_mer import MERModel, MERProcessor
 
 __all__ = ["TINY_WORDS", "save_tiny_asr", "save_tiny_mer"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from corpus_fixtures import synthetic_corpus, synthetic_iemocap, tiny_corpus  # noqa: F401
 
-from mer_tools.tiny import build_tiny_encoders
+from mer.tiny import build_tiny_encoders
 from modeling_mer import MERModel, MERProcessor
 
 WORDS = "i love this wonderful day hate the awful mess meeting starts at noon what a great surprise . , ! ?".split()

@@ -54,6 +54,8 @@ def test_num_labels_alone_names_generic_classes():
         ({"fusion_num_layers": 0}, "fusion_num_layers must be an integer >= 1, got 0"),
         ({"fusion_num_layers": -2}, "fusion_num_layers must be an integer >= 1, got -2"),
         ({"fusion_dropout": 1.0}, "fusion_dropout must be in \\[0, 1\\)"),
+        ({"modality_dropout": -0.1}, "modality_dropout must be in \\[0, 1\\)"),
+        ({"modality_dropout": "half"}, "modality_dropout must be in \\[0, 1\\)"),
         ({"aux_loss_weights": {"contrastive": 1.0}}, "aux_loss_weights has unknown tasks \\['contrastive'\\]"),
         ({"aux_loss_weights": {"consistency": -1}}, "aux_loss_weights\\['consistency'\\] must be a number >= 0"),
         ({"num_labels": 3, "id2label": {0: "a", 1: "b"}}, "num_labels=3 disagrees with id2label"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import speech_like
 
-from mer_tools.data import LengthGroupedSampler, MERCollator, padding_share
+from mer.data import LengthGroupedSampler, MERCollator, evaluation_batches, padding_share
 
 
 def iemocap_like_lengths(count: int = 5531, seed: int = 0) -> list[float]:
@@ -44,9 +44,40 @@ def test_collator_crops_for_training_and_masks_a_modality(processor):
     batch = MERCollator(processor, max_audio_seconds=1.0)(items)
     assert batch["input_values"].shape == (2, 16000)
     assert batch["labels"].tolist() == [1, 2]
-    silent = MERCollator(processor, masked_modality="audio")(items)
+    silent = MERCollator(processor, keep_only="text")(items)
     assert torch.all(silent["input_values"] == 0) and silent["input_values"].shape == (2, 48000)
-    no_words = MERCollator(processor, masked_modality="text")(items)
+    no_words = MERCollator(processor, keep_only="audio")(items)
     assert no_words["text_attention_mask"].sum(-1).tolist() == [2, 2]  # [CLS] [SEP] only
-    with pytest.raises(ValueError, match="masked_modality must be one of"):
-        MERCollator(processor, masked_modality="video")
+    with pytest.raises(ValueError, match="keep_only must be one of"):
+        MERCollator(processor, keep_only="video")
+    with pytest.raises(ValueError, match=r"modality_dropout must be in \[0, 1\)"):
+        MERCollator(processor, modality_dropout=1.0)
+
+
+def test_modality_dropout_empties_or_silences_the_given_share(processor):
+    # Offset from zero, so that only a silenced waveform is all zeros after normalisation.
+    waves = [torch.from_numpy(0.1 + speech_like(0.5, seed=i))[None] for i in range(400)]
+    items = [{"audio": wave, "sampling_rate": 16000, "text": "a great day", "label": 0} for wave in waves]
+    torch.manual_seed(0)
+    batch = MERCollator(processor, modality_dropout=0.3)(items)
+    no_words = batch["text_attention_mask"].sum(-1) == 2
+    silent = (batch["input_values"] == 0).all(-1)
+    assert not (no_words & silent).any()  # an utterance loses one modality, never both
+    assert 0.25 < (no_words | silent).float().mean() < 0.35
+    assert abs(no_words.float().mean() - silent.float().mean()) < 0.08  # transcript or audio, equally often
+    torch.manual_seed(0)
+    again = MERCollator(processor, modality_dropout=0.3)(items)
+    assert torch.equal(again["input_values"], batch["input_values"])  # drawn from torch's seeded generator
+    assert (MERCollator(processor)(items)["text_attention_mask"].sum(-1) > 2).all()
+
+
+@pytest.mark.parametrize("equal_lengths_only", [False, True])
+def test_evaluation_batches_hold_every_utterance_once_longest_first(equal_lengths_only):
+    durations = [1.0, 3.0, 2.0, 3.0, 1.0, 1.0, 2.5, 3.0]
+    batches = evaluation_batches(durations, 2, equal_lengths_only=equal_lengths_only)
+    assert sorted(index for batch in batches for index in batch) == list(range(len(durations)))
+    assert all(len(batch) <= 2 for batch in batches)
+    flat = [durations[index] for batch in batches for index in batch]
+    assert flat == sorted(flat, reverse=True)
+    mixed = [batch for batch in batches if len({durations[index] for index in batch}) > 1]
+    assert (mixed == []) == equal_lengths_only

@@ -7,7 +7,7 @@ import torch
 from conftest import speech_like
 from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2Model
 
-from mer_tools.tiny import tiny_audio_config
+from mer.tiny import tiny_audio_config
 from modeling_mer import MERConfig, MERModel
 from modeling_mer.modeling_mer import audio_frame_mask, masked_mean
 

@@ -1,8 +1,10 @@
-"""train.py end to end on a small synthetic corpus: files, reproducible saved models, 2 processes, resume, errors."""
+"""train.py end to end on a small synthetic corpus: files, reproducible saved models, quiet logs, 2 processes with
+gradient accumulation, exact resume after SIGKILL, evaluation that padding cannot change, errors."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,12 +17,15 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import HfApi
+from safetensors.torch import load_file
 
 from dataset_scripts.iemocap import load_iemocap
 from dataset_scripts.synthetic import vocabulary
-from mer_tools.data import decode_audio
-from mer_tools.tiny import build_tiny_encoders
-from mer_tools.training import Arguments, check_output_dir, load_folds, parse_config_overrides, push_model_to_hub
+from mer.arguments import Arguments, parse_config_overrides
+from mer.data import decode_audio
+from mer.reporting import push_model_to_hub
+from mer.run_dir import check_output_dir
+from mer.tiny import build_tiny_encoders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +58,7 @@ def train_command(corpus, encoders, output_dir, *extra, launcher=()) -> list[str
         "--learning_rate", "3e-3",
         "--encoder_learning_rate", "3e-3",
         "--num_workers", "0",
-        "--config_overrides", "fusion_hidden_size=16,fusion_num_heads=2",
+        "--config_overrides", "fusion_hidden_size=16,fusion_num_heads=2,modality_dropout=0.2",
         *extra,
     ]  # fmt: skip
 
@@ -67,24 +72,28 @@ def two_process_launcher(port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def run(command, env, cwd, timeout=600) -> subprocess.CompletedProcess:
+def run(command, env, cwd, timeout=900) -> subprocess.CompletedProcess:
     result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
 
+ONE_PROCESS_EPOCHS = ("--num_epochs", "4", "--early_stopping_patience", "9")
+
+
 @pytest.fixture(scope="module")
 def one_process_run(synthetic_corpus, encoders, environment, tmp_path_factory) -> Path:
+    """A finished 4-epoch run; its console output is in `../console.txt`."""
     output_dir = tmp_path_factory.mktemp("run") / "one"
-    extra = ("--num_epochs", "4", "--early_stopping_patience", "9", "--report_to", "tensorboard")
-    command = train_command(synthetic_corpus, encoders, output_dir, *extra)
-    run(command, environment, cwd=output_dir.parent)
+    command = train_command(synthetic_corpus, encoders, output_dir, *ONE_PROCESS_EPOCHS, "--report_to", "tensorboard")
+    result = run(command, environment, cwd=output_dir.parent)
+    (output_dir.parent / "console.txt").write_text(result.stdout + result.stderr)
     return output_dir
 
 
 def test_training_writes_results_models_and_card(one_process_run, synthetic_corpus):
     fold = one_process_run / "session1"
-    for name in ("results.json", "README.md", "run_args.json"):
+    for name in ("results.json", "README.md", "run_args.json", "train.log"):
         assert (one_process_run / name).is_file(), name
     for name in ("metrics.json", "predictions.json", "confusion.png"):
         assert (fold / name).is_file(), name
@@ -104,6 +113,7 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
     assert len(history) == 4
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert metrics["best_epoch"] == 1 + int(np.argmax([epoch["val_ua"] for epoch in history]))
+    assert len(metrics["validation_speakers"]) == 1
     for condition in ("test", "test_audio_only", "test_text_only"):
         assert 0 <= metrics[condition]["wa"] <= 1 and 0 <= metrics[condition]["ua"] <= 1
 
@@ -111,9 +121,25 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
     assert results["folds"]["session1"]["test"]["wa"] == metrics["test"]["wa"]
     assert results["mean"]["test_ua"] == metrics["test"]["ua"]
     assert results["environment"]["num_processes"] == 1
+    assert "whole training speakers held out from training" in results["protocol"]
     assert list(one_process_run.rglob("events.out.tfevents.*")), "no TensorBoard log"
     card = (one_process_run / "README.md").read_text()
     assert "model-index" in card and "| session1 |" in card and "trust_remote_code=True" in card
+    assert results["protocol"] in card
+
+    # The published model says what it scored, and on what.
+    evaluation = json.loads((fold / "model" / "config.json").read_text())["evaluation"]
+    assert evaluation["test_audio_only"]["ua"] == metrics["test_audio_only"]["ua"]
+    assert evaluation["test"]["num_examples"] == metrics["test"]["num_examples"]
+    assert "session1" in evaluation["evaluated_on"]
+
+
+def test_the_console_shows_progress_and_results_and_the_log_file_the_rest(one_process_run):
+    console = (one_process_run.parent / "console.txt").read_text()
+    log = (one_process_run / "train.log").read_text()
+    assert "session1 epoch 4: train loss" in console and "| session1 |" in console
+    assert "Model weights saved in" in log and "Model weights saved in" not in console
+    assert "Saving current state" not in console
 
 
 def test_every_test_utterance_is_scored_once(one_process_run, synthetic_iemocap):
@@ -127,7 +153,7 @@ def test_every_test_utterance_is_scored_once(one_process_run, synthetic_iemocap)
 CLEAN_PREDICTOR = """
 import importlib.util, json, sys
 sys.path.append({site_packages!r})
-assert importlib.util.find_spec("modeling_mer") is None and importlib.util.find_spec("mer_tools") is None
+assert importlib.util.find_spec("modeling_mer") is None and importlib.util.find_spec("mer") is None
 import numpy as np, torch
 from transformers import AutoModelForAudioClassification, AutoProcessor
 
@@ -164,10 +190,13 @@ def test_saved_model_reproduces_the_reported_predictions_in_a_clean_process(
         np.testing.assert_allclose(reproduced[row["id"]], row["probabilities"], atol=1e-4)
 
 
-def test_two_processes_score_the_same_utterances(one_process_run, synthetic_corpus, encoders, environment, tmp_path):
+def test_two_processes_with_accumulation_score_every_utterance_and_decay_the_rate_over_every_epoch(
+    one_process_run, synthetic_corpus, encoders, environment, tmp_path
+):
+    # DDP runs without find_unused_parameters: a parameter without a gradient at any step would fail this run.
     output_dir = tmp_path / "two"
     env = {**environment, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    extra = ("--num_epochs", "1", "--ablations", "false")
+    extra = ("--num_epochs", "2", "--gradient_accumulation_steps", "2", "--ablations", "false")
     run(
         train_command(synthetic_corpus, encoders, output_dir, *extra, launcher=two_process_launcher(29517)),
         env,
@@ -181,30 +210,108 @@ def test_two_processes_score_the_same_utterances(one_process_run, synthetic_corp
     assert len(predicted_ids) == len(set(predicted_ids)) == one["test"]["num_examples"]
     assert json.loads((output_dir / "results.json").read_text())["environment"]["num_processes"] == 2
 
+    # Full batches of 8, shared out between 2 processes; an update every 2 batches. The prepared scheduler steps once
+    # per process at every update, and the schedule must end exactly at the last update of the last epoch.
+    batches_per_process = two["train_size"] // 8 // 2
+    updates_per_epoch = math.ceil(batches_per_process / 2)
+    assert two["planned_scheduler_steps"] == updates_per_epoch * 2 * 2
+    first, last = two["history"]
+    assert (first["scheduler_steps"], last["scheduler_steps"]) == (updates_per_epoch * 2, updates_per_epoch * 4)
+    assert max(first["learning_rates"]) > 0 and last["learning_rates"] == [0.0] * len(last["learning_rates"])
 
-def test_a_killed_run_resumes_where_it_stopped(synthetic_corpus, encoders, environment, tmp_path):
+
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_run(
+    one_process_run, synthetic_corpus, encoders, environment, tmp_path
+):
     output_dir = tmp_path / "resumed"
-    command = train_command(synthetic_corpus, encoders, output_dir, "--num_epochs", "3", "--ablations", "false")
+    command = train_command(synthetic_corpus, encoders, output_dir, *ONE_PROCESS_EPOCHS)
     process = subprocess.Popen(
         command, env=environment, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     state = output_dir / "session1" / "checkpoint" / "state.json"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert state.exists(), "no checkpoint was written"
     process.send_signal(signal.SIGKILL)
     process.wait()
     stopped_after = json.loads(state.read_text())["epoch"]
-    assert stopped_after < 3 and not (output_dir / "session1" / "metrics.json").exists()
+    assert stopped_after < 4 and not (output_dir / "session1" / "metrics.json").exists()
 
     resumed = run(command, environment, tmp_path)
     assert f"session1: resuming after epoch {stopped_after}" in resumed.stderr
     metrics = json.loads((output_dir / "session1" / "metrics.json").read_text())
-    assert [epoch["epoch"] for epoch in metrics["history"]] == [1, 2, 3]
+    uninterrupted = json.loads((one_process_run / "session1" / "metrics.json").read_text())
+    for ours, theirs in zip(metrics["history"], uninterrupted["history"], strict=True):
+        assert ours["epoch"] == theirs["epoch"] and ours["scheduler_steps"] == theirs["scheduler_steps"]
+        assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5, abs=1e-6), ours["epoch"]
+        assert ours["val_ua"] == pytest.approx(theirs["val_ua"], abs=1e-9), ours["epoch"]
+    assert metrics["best_epoch"] == uninterrupted["best_epoch"]
+    weights = load_file(output_dir / "session1" / "model" / "model.safetensors")
+    reference = load_file(one_process_run / "session1" / "model" / "model.safetensors")
+    assert weights.keys() == reference.keys()
+    for name in weights:
+        torch.testing.assert_close(weights[name], reference[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert metrics["test"]["ua"] == pytest.approx(uninterrupted["test"]["ua"])
 
     again = run(command, environment, tmp_path)
     assert "session1 is finished already" in again.stderr
+
+
+def test_evaluation_of_a_group_norm_encoder_does_not_depend_on_the_batch(synthetic_corpus, encoders, processor):
+    """wav2vec2-base-style encoders are not given the sample mask: padding would reach their group norm and
+    self-attention. Their evaluation batches hold utterances of one length, so the batch size changes nothing."""
+    sys.path.insert(0, str(REPO))
+    from accelerate import Accelerator
+    from transformers import AutoConfig
+
+    import train
+    from mer.data import evaluation_batches
+    from mer.protocol import load_corpus
+    from mer.tiny import tiny_audio_config
+    from modeling_mer import MERConfig, MERModel
+
+    torch.manual_seed(0)
+    config = MERConfig(
+        audio_config=tiny_audio_config(feat_extract_norm="group"),
+        text_config=AutoConfig.from_pretrained(encoders[1]),
+        fusion_hidden_size=16,
+        fusion_num_heads=2,
+    )
+    model = MERModel(config).eval()
+    accelerator = Accelerator(cpu=True)
+    corpus = load_corpus(Arguments(data_dir=str(synthetic_corpus.path)))
+    utterances = corpus.folds["session1"]
+
+    def probabilities(loader) -> np.ndarray:
+        return np.array(
+            [row["probabilities"] for row in train.predict(accelerator, model, accelerator.prepare(loader))]
+        )
+
+    loaders = {
+        size: train.whole_utterance_loader(
+            Arguments(data_dir="unused", eval_batch_size=size, num_workers=0), corpus, utterances, processor, config
+        )
+        for size in (1, 16)
+    }
+    one_at_a_time, sixteen = probabilities(loaders[1]), probabilities(loaders[16])
+    assert len(one_at_a_time) == len(utterances)
+    np.testing.assert_array_equal(sixteen, one_at_a_time)
+
+    # What the grouping prevents: the same utterances in padded batches of 16 come out differently.
+    padded = torch.utils.data.DataLoader(
+        loaders[16].dataset,
+        batch_sampler=evaluation_batches(corpus.durations_of(utterances), 16),
+        collate_fn=loaders[16].collate_fn,
+    )
+    assert np.abs(probabilities(padded) - one_at_a_time).max() > 1e-6
+
+
+def test_a_batch_of_one_is_refused_before_training(synthetic_corpus, encoders, environment, tmp_path):
+    command = train_command(synthetic_corpus, encoders, tmp_path / "out", "--batch_size", "1")
+    result = subprocess.run(command, env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "--batch_size 1: the auxiliary tasks pair each utterance" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_different_run_in_the_output_dir_is_refused(one_process_run, synthetic_corpus):
@@ -221,22 +328,6 @@ def test_errors_before_training(synthetic_corpus, encoders, environment, tmp_pat
     assert result.returncode != 0
     assert "Cannot load the audio model" in result.stderr and str(tmp_path / "missing") in result.stderr
     assert not (tmp_path / "out").exists()
-
-
-def test_dataset_without_the_required_columns_is_refused(synthetic_iemocap, tmp_path):
-    for split, dataset in synthetic_iemocap.items():
-        dataset.remove_columns(["text"]).to_parquet(tmp_path / f"{split}.parquet")
-    args = Arguments(dataset=str(tmp_path), output_dir=str(tmp_path / "out"))
-    with pytest.raises(ValueError, match=r"lacks the columns \['text'\]"):
-        load_folds(args)
-
-
-def test_label_set_that_disagrees_with_the_config_is_refused(synthetic_corpus):
-    data = load_folds(Arguments(data_dir=str(synthetic_corpus.path)))
-    assert data.label_names == ["neutral", "happy", "angry", "sad"]
-    overrides = parse_config_overrides('id2label={"0": "calm", "1": "excited"}')
-    with pytest.raises(ValueError, match="does not match the dataset's classes"):
-        data.check_labels(overrides)
 
 
 def test_unknown_config_fields_are_refused():
@@ -269,22 +360,6 @@ def test_push_to_hub_sends_model_code_processor_and_card(one_process_run, monkey
     assert expected | {"processor_config.json", "tokenizer.json", "README.md"} <= set(sent["files"])
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"folds": [0, 6]}, r"--folds \[0, 6\] out of range: there are 5 folds"),
-        (
-            {"push_to_hub": True, "hub_model_id": "a/b", "push_fold": "session9"},
-            "--push_fold 'session9' is not a fold",
-        ),
-    ],
-)
-def test_fold_choices_are_checked_against_the_corpus(kwargs, message):
-    names = [f"session{k}" for k in range(1, 6)]
-    with pytest.raises(ValueError, match=message):
-        Arguments(data_dir="corpus", **kwargs).selected_folds(names)
-
-
 def test_push_needs_a_repository_and_a_model_to_push():
     with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):
         Arguments(data_dir="corpus", push_to_hub=True).check()
@@ -304,7 +379,7 @@ GRADIENT_PROBE = """
 import sys, torch
 from accelerate import Accelerator
 from dataset_scripts.iemocap import load_iemocap
-from mer_tools.data import MERCollator, UtteranceDataset
+from mer.data import MERCollator, UtteranceDataset
 from modeling_mer import MERModel, MERProcessor
 
 corpus, audio_model, text_model, out = sys.argv[1:5]

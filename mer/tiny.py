@@ -77,7 +77,7 @@ def build_tiny_encoders(out_dir: str | Path, words: Iterable[str], seed: int = 0
 
 
 def main() -> None:
-    """`python -m mer_tools.tiny --out DIR`: tiny encoders whose vocabulary covers the synthetic corpus."""
+    """`python -m mer.tiny --out DIR`: tiny encoders whose vocabulary covers the synthetic corpus."""
     import argparse
 
     from dataset_scripts.synthetic import vocabulary

@@ -1,4 +1,5 @@
-"""What training, the Space and the benchmarks share: reading utterances, batching by length, collating."""
+"""Utterances from a `datasets` corpus to model batches: decoding, length-grouped training batches, evaluation batches
+that padding cannot change, and collation (with the single-modality conditions and modality dropout)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ __all__ = [
     "UtteranceDataset",
     "audio_durations",
     "decode_audio",
+    "evaluation_batches",
     "padding_share",
 ]
 
@@ -133,6 +135,27 @@ def padding_share(lengths: Sequence[float], order: Sequence[int], batch_size: in
     return 1.0 - real / padded if padded else 0.0
 
 
+def evaluation_batches(
+    durations: Sequence[float], batch_size: int, equal_lengths_only: bool = False
+) -> list[list[int]]:
+    """Every utterance exactly once, longest first, in batches of at most `batch_size` (little padding).
+
+    With `equal_lengths_only` a batch holds only utterances of one length, so nothing is padded: for audio encoders
+    that are not given the sample mask (group-norm wav2vec2 such as wav2vec2-base), whose group norm and
+    self-attention would otherwise see the padding, and whose predictions would depend on the batch.
+    """
+    order = sorted(range(len(durations)), key=lambda index: -durations[index])
+    batches: list[list[int]] = []
+    for index in order:
+        last = batches[-1] if batches else None
+        fits = last is not None and len(last) < batch_size
+        if fits and (not equal_lengths_only or durations[last[0]] == durations[index]):
+            last.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
 @dataclass
 class MERCollator:
     """Turns `UtteranceDataset` items into a model batch with `labels`.
@@ -141,17 +164,23 @@ class MERCollator:
         processor: the [`MERProcessor`] (resampling, normalisation, padding, tokenisation).
         max_audio_seconds: crop longer audio to a random window of this length (training); `None` keeps whole
             utterances (evaluation).
-        masked_modality: `"audio"` replaces each waveform by silence of the same length, `"text"` each transcript by
-            an empty one: the single-modality ablations of a fused model.
+        keep_only: `"audio"` empties every transcript, `"text"` replaces every waveform by silence of the same
+            length: the single-modality conditions of a fused model.
+        modality_dropout: the share of utterances that lose one modality, the transcript or the audio with equal
+            chance, as `keep_only` would remove it (training: a missing modality at inference is then a case the
+            model has seen). Drawn from torch's random number generator.
     """
 
     processor: object
     max_audio_seconds: float | None = None
-    masked_modality: str | None = None
+    keep_only: str | None = None
+    modality_dropout: float = 0.0
 
     def __post_init__(self):
-        if self.masked_modality not in (None, *MODALITIES):
-            raise ValueError(f"masked_modality must be one of {MODALITIES} or None, got {self.masked_modality!r}.")
+        if self.keep_only not in (None, *MODALITIES):
+            raise ValueError(f"keep_only must be one of {MODALITIES} or None, got {self.keep_only!r}.")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout!r}.")
 
     def __call__(self, items: list[dict]) -> BatchFeature:
         rates = {item["sampling_rate"] for item in items}
@@ -160,15 +189,26 @@ class MERCollator:
         rate = rates.pop()
         audio = [self._crop(item["audio"], rate) for item in items]
         text = [item["text"] for item in items]
-        if self.masked_modality == "audio":
-            audio = [torch.zeros_like(wave) for wave in audio]
-        elif self.masked_modality == "text":
-            text = [""] * len(text)
+        for index, kept in enumerate(self._kept_modalities(len(items))):
+            if kept == "audio":
+                text[index] = ""
+            elif kept == "text":
+                audio[index] = torch.zeros_like(audio[index])
         batch = self.processor(audio=audio, text=text, sampling_rate=rate)
         batch["labels"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
         if "index" in items[0]:  # lets evaluation put gathered predictions back in dataset order
             batch["indices"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
         return batch
+
+    def _kept_modalities(self, size: int) -> list[str | None]:
+        """Per item: the one modality it keeps, or None when it keeps both."""
+        if self.keep_only is not None:
+            return [self.keep_only] * size
+        if self.modality_dropout == 0.0:
+            return [None] * size
+        dropped = (torch.rand(size) < self.modality_dropout).tolist()
+        keeps = torch.randint(0, len(MODALITIES), (size,)).tolist()
+        return [MODALITIES[keep] if drop else None for drop, keep in zip(dropped, keeps, strict=True)]
 
     def _crop(self, wave: torch.Tensor, rate: int) -> torch.Tensor:
         if self.max_audio_seconds is None:

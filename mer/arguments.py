@@ -1,0 +1,206 @@
+"""train.py's arguments, and the checks that need nothing loaded: wrong flags fail before any data or model is read."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["VALIDATION_STRATEGIES", "Arguments", "load_model_configs", "parse_config_overrides", "run_defining"]
+
+# How the validation split is taken from the training folds (see mer.protocol.validation_split).
+VALIDATION_STRATEGIES = ("speaker", "utterance")
+# Arguments that do not change what a run computes: a rerun may differ in them and still resume.
+_RUN_NEUTRAL = {"folds", "resume_from_checkpoint", "overwrite_output_dir", "num_workers", "report_to"}
+_RUN_NEUTRAL |= {"push_to_hub", "hub_model_id", "hub_private", "push_fold", "final_fit"}
+
+
+@dataclass
+class Arguments:
+    # Data
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "An IEMOCAP_full_release directory (or a corpus in its layout, such as the synthetic one)."},
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of --data_dir: a `datasets` dataset with audio, text and label columns: a Parquet file, "
+            "a folder of Parquet files, a save_to_disk folder or a Hub id. Folds come from --fold_column, else "
+            "from its splits."
+        },
+    )
+    dataset_config: str = field(default="4class", metadata={"help": "IEMOCAP label set: 4class, 6class or all."})
+    improvised_only: bool = field(default=False, metadata={"help": "IEMOCAP: keep improvised dialogs only."})
+    fold_column: str = field(default="session", metadata={"help": "--dataset: the column whose values are the folds."})
+    audio_column: str = field(default="audio", metadata={"help": "Column holding the audio."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the transcript."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the emotion (ClassLabel or str)."})
+    speaker_column: str = field(
+        default="speaker",
+        metadata={"help": "Column naming each utterance's speaker: validation speakers and the speaker checks."},
+    )
+    # Protocol
+    folds: list[str] | None = field(
+        default=None,
+        metadata={"help": "Run only these folds, by name or 1-based number, e.g. --folds 1 3 or --folds session2."},
+    )
+    validation_strategy: str = field(
+        default="speaker",
+        metadata={
+            "help": "speaker: validate on whole training speakers, held out from training (no speaker in two of "
+            "train / validation / test); utterance: on a share of every training speaker's utterances (the "
+            "validation speakers are also training speakers), for comparison with protocols that do so."
+        },
+    )
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "Least share of the training folds' utterances held out for validation: whole speakers until "
+            "they reach it (speaker), or this share of each speaker's utterances (utterance)."
+        },
+    )
+    # Model
+    audio_model: str = field(
+        default="facebook/wav2vec2-base", metadata={"help": "Audio encoder: Hub id or directory."}
+    )
+    text_model: str = field(default="bert-base-uncased", metadata={"help": "Text encoder: Hub id or directory."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "MERConfig fields, e.g. 'fusion_num_layers=4,modality_dropout=0.3' (values read as JSON when "
+            "they parse)."
+        },
+    )
+    audio_layerdrop: float = field(
+        default=0.0,
+        metadata={
+            "help": "LayerDrop of the audio encoder while fine-tuning (0, as in transformers' speech fine-tuning "
+            "examples). Above 0, layers are skipped at random, so DDP must search for unused parameters every step."
+        },
+    )
+    # Training
+    output_dir: str = field(default="runs/mer", metadata={"help": "Where folds, checkpoints and results go."})
+    num_epochs: int = field(default=20, metadata={"help": "Maximum epochs per fold."})
+    batch_size: int = field(default=8, metadata={"help": "Utterances per device and step."})
+    eval_batch_size: int = field(default=16, metadata={"help": "Utterances per device in evaluation."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Steps accumulated per update."})
+    encoder_learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate of both encoders."})
+    learning_rate: float = field(
+        default=5e-4, metadata={"help": "Peak learning rate of projections, fusion and heads."}
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "Share of the updates spent warming up, then linear decay."}
+    )
+    group_by_length: bool = field(
+        default=True,
+        metadata={
+            "help": "Batch utterances of similar length (less padding). Turn off when length predicts the label, as "
+            "in the synthetic corpus (duration carries arousal): batches would be nearly single-class."
+        },
+    )
+    max_audio_seconds: float = field(
+        default=15.0,
+        metadata={
+            "help": "Training crops longer audio to a random window of this length; evaluation sees whole utterances."
+        },
+    )
+    early_stopping_patience: int = field(
+        default=5, metadata={"help": "Stop a fold after this many epochs without a better validation UA."}
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader workers per process."})
+    seed: int = field(default=42, metadata={"help": "Seed for initialisation, splits, batch order and dropout."})
+    ablations: bool = field(
+        default=True,
+        metadata={
+            "help": "Also test each fold with the transcript emptied (audio only) and the audio silenced (text only)."
+        },
+    )
+    final_fit: bool = field(
+        default=False,
+        metadata={"help": "After the folds, train one model on all of them (validation split from all of them)."},
+    )
+    report_to: str | None = field(
+        default=None, metadata={"help": "Experiment tracker for accelerate, e.g. tensorboard."}
+    )
+    resume_from_checkpoint: bool = field(
+        default=False,
+        metadata={
+            "help": "Continue the run in --output_dir (rerunning the same command does too); fails if there is none."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Delete what --output_dir holds and start again."}
+    )
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "Upload the chosen model with its card, processor and code."}
+    )
+    hub_model_id: str | None = field(default=None, metadata={"help": "user/name of the model repository."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the repository as private."})
+    push_fold: str | None = field(
+        default=None, metadata={"help": "The fold whose model is pushed (e.g. session1), unless --final_fit."}
+    )
+
+    def check(self) -> None:
+        """Raises ValueError for inconsistent arguments, before anything is loaded."""
+        if (self.data_dir is None) == (self.dataset is None):
+            raise ValueError("Give exactly one of --data_dir (IEMOCAP layout) and --dataset (a datasets dataset).")
+        for name in ("num_epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        if self.validation_strategy not in VALIDATION_STRATEGIES:
+            raise ValueError(
+                f"--validation_strategy must be one of {VALIDATION_STRATEGIES}, got {self.validation_strategy!r}."
+            )
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}.")
+        if self.max_audio_seconds <= 0:
+            raise ValueError(f"--max_audio_seconds must be positive, got {self.max_audio_seconds}.")
+        if not 0 <= self.audio_layerdrop < 1:
+            raise ValueError(f"--audio_layerdrop must be in [0, 1), got {self.audio_layerdrop}.")
+        if self.push_to_hub:
+            if not self.hub_model_id:
+                raise ValueError("--push_to_hub needs --hub_model_id user/name.")
+            if not self.final_fit and not self.push_fold:
+                raise ValueError("--push_to_hub needs the model to push: --push_fold <fold> or --final_fit.")
+
+
+def run_defining(args: Arguments) -> dict:
+    """The arguments that define what a run computes: a rerun must match them to resume."""
+    return {k: v for k, v in asdict(args).items() if k not in _RUN_NEUTRAL}
+
+
+def parse_config_overrides(text: str | None) -> dict:
+    """`'a=1,b=text,c={"x": 1, "y": 2}'` -> `{"a": 1, "b": "text", "c": {"x": 1, "y": 2}}`; every key must be a
+    MERConfig field and the values must pass its validation."""
+    from modeling_mer import MERConfig
+
+    overrides = {}
+    # Split at commas that start a new `key=`, so JSON values may hold commas themselves.
+    for item in filter(None, (part.strip() for part in re.split(r",(?=\s*\w+\s*=)", text or ""))):
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"--config_overrides: {item!r} is not key=value.")
+        with contextlib.suppress(json.JSONDecodeError):
+            value = json.loads(value)
+        overrides[key.strip()] = value
+    known = set(MERConfig().to_dict()) - {"audio_config", "text_config"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"--config_overrides: unknown MERConfig fields {unknown}.")
+    MERConfig(**overrides)  # validates the values
+    return overrides
+
+
+def load_model_configs(audio_model: str, text_model: str) -> None:
+    """Fails early, naming the model, when an encoder cannot be found or read."""
+    from transformers import AutoConfig
+
+    for role, name in (("audio", audio_model), ("text", text_model)):
+        try:
+            AutoConfig.from_pretrained(name)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"Cannot load the {role} model {name!r}: {error}") from error

@@ -1,0 +1,308 @@
+"""The evaluation protocol: leave-one-fold-out over a corpus's folds, the validation split taken from the training
+folds, and the speaker checks. train.py reads it in one place (`plan_folds`), before any training.
+
+- Each fold is tested once, by a model trained on the other folds; the test fold never chooses an epoch, a
+  checkpoint or a hyper-parameter.
+- Validation (the epoch choice and early stopping) comes from the training folds. `speaker` (the default) holds out
+  whole training speakers; `utterance` holds out a share of every training speaker's utterances.
+- For every corpus with a speaker column, no speaker may be in both the test fold and the training folds, and with
+  `speaker` validation none in both training and validation: the run refuses to start and names the speaker.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from .arguments import Arguments
+from .data import audio_durations
+
+__all__ = ["Corpus", "FoldSplit", "describe_protocol", "load_corpus", "plan_folds", "select_folds", "split_fold"]
+
+FINAL_FIT = "final"  # the name of the model trained on every fold (--final_fit)
+# A held-out validation set above this share of the training folds would starve training.
+MAX_VALIDATION_SHARE = 0.5
+
+
+@dataclass
+class Corpus:
+    """The corpus cut into named folds, with what training needs to know about it."""
+
+    folds: dict[str, datasets.Dataset]
+    columns: tuple[str, str, str]  # audio, text, label
+    speaker_column: str | None
+    label_names: list[str]
+    name: str
+    durations: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def fold_names(self) -> list[str]:
+        return sorted(self.folds)
+
+    def check_labels(self, overrides: dict) -> dict:
+        """Adds the corpus's classes to the config overrides, or fails if the overrides name other classes."""
+        id2label = dict(enumerate(self.label_names))
+        given = overrides.get("id2label")
+        if given is not None and {int(k): v for k, v in given.items()} != id2label:
+            raise ValueError(f"--config_overrides id2label {given} does not match the dataset's classes {id2label}.")
+        if overrides.get("num_labels", len(id2label)) != len(id2label):
+            raise ValueError(f"num_labels={overrides['num_labels']} but the dataset has {len(id2label)} classes.")
+        return {**{k: v for k, v in overrides.items() if k != "num_labels"}, "id2label": id2label}
+
+    def durations_of(self, dataset: datasets.Dataset) -> list[float]:
+        key = dataset._fingerprint
+        if key not in self.durations:
+            self.durations[key] = audio_durations(dataset, self.columns[0])
+        return self.durations[key]
+
+    def ids_of(self, dataset: datasets.Dataset) -> list:
+        return dataset["id"] if "id" in dataset.column_names else list(range(len(dataset)))
+
+    def speakers_of(self, dataset: datasets.Dataset | None) -> set[str]:
+        if dataset is None or self.speaker_column is None:
+            return set()
+        return set(map(str, dataset[self.speaker_column]))
+
+
+@dataclass
+class FoldSplit:
+    """One fold of the protocol: train on `train`, choose the epoch on `validation`, test on `test` (None for the
+    final fit on every fold). `validation_speakers` are the speakers held out whole (speaker validation)."""
+
+    name: str
+    train: datasets.Dataset
+    validation: datasets.Dataset
+    test: datasets.Dataset | None
+    validation_speakers: list[str] | None = None
+
+
+def load_corpus(args: Arguments) -> Corpus:
+    """Reads the corpus (`--data_dir` or `--dataset`) and checks its columns and labels.
+
+    Raises:
+        ValueError: for a missing path, missing columns, a label column that is neither ClassLabel nor text, fewer
+            than 2 folds, or speaker validation on a corpus without a speaker column.
+    """
+    if args.data_dir is not None:
+        from dataset_scripts.iemocap import load_iemocap
+
+        splits = load_iemocap(args.data_dir, args.dataset_config, improvised_only=args.improvised_only)
+        folds, name = dict(splits), f"IEMOCAP-layout corpus at {args.data_dir} ({args.dataset_config})"
+    else:
+        folds, name = _folds_of(_load_dataset(args.dataset), args.fold_column), args.dataset
+    columns = (args.audio_column, args.text_column, args.label_column)
+    for fold, dataset in folds.items():
+        missing = [column for column in columns if column not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"Fold {fold!r} of {name} lacks the columns {missing}; it has {dataset.column_names}. "
+                "Name the right ones with --audio_column, --text_column, --label_column."
+            )
+    if len(folds) < 2:
+        raise ValueError(
+            f"{name} has {len(folds)} fold(s): leave-one-out needs at least 2. Name the column that holds the folds "
+            f"with --fold_column (now {args.fold_column!r}), or give a dataset with one split per fold."
+        )
+    label_names = _label_names(folds, args.label_column)
+    folds = {
+        fold: dataset.cast_column(args.label_column, datasets.ClassLabel(names=label_names))
+        for fold, dataset in folds.items()
+    }
+    first = next(iter(folds.values()))
+    speaker = args.speaker_column if args.speaker_column in first.column_names else None
+    if speaker is None and args.validation_strategy == "speaker":
+        raise ValueError(
+            f"--validation_strategy speaker holds out whole speakers, but {name} has no speaker column "
+            f"{args.speaker_column!r} (its columns: {first.column_names}). Name it with --speaker_column, or pass "
+            "--validation_strategy utterance."
+        )
+    return Corpus(folds=folds, columns=columns, speaker_column=speaker, label_names=label_names, name=name)
+
+
+def select_folds(requested: list[str] | None, fold_names: list[str]) -> list[str]:
+    """The folds to test, by name or 1-based number, in the corpus's order; all of them when none are requested.
+
+    Raises:
+        ValueError: naming what matches no fold and listing the folds that exist.
+    """
+    if not requested:
+        return list(fold_names)
+    chosen, unknown = set(), []
+    for item in map(str, requested):
+        if item in fold_names:
+            chosen.add(item)
+        elif item.isdigit() and 1 <= int(item) <= len(fold_names):
+            chosen.add(fold_names[int(item) - 1])
+        else:
+            unknown.append(item)
+    if unknown:
+        listed = ", ".join(f"{number} = {name}" for number, name in enumerate(fold_names, start=1))
+        raise ValueError(f"--folds {unknown}: no such fold. The folds are: {listed}.")
+    return [name for name in fold_names if name in chosen]
+
+
+def plan_folds(corpus: Corpus, args: Arguments) -> list[FoldSplit]:
+    """Every fold the run trains (and the final fit), split and checked before any training starts.
+
+    Raises:
+        ValueError: an unknown fold or --push_fold, a speaker in two of train / validation / test (named), too few
+            speakers to hold one out, or a training split smaller than one batch.
+    """
+    if args.push_to_hub and not args.final_fit and args.push_fold not in corpus.fold_names:
+        raise ValueError(f"--push_fold {args.push_fold!r} is not a fold; the folds are {corpus.fold_names}.")
+    tested = select_folds(args.folds, corpus.fold_names)
+    plan = [split_fold(corpus, fold, args.validation_strategy, args.validation_fraction, args.seed) for fold in tested]
+    if args.final_fit:
+        plan.append(split_fold(corpus, None, args.validation_strategy, args.validation_fraction, args.seed))
+    for split in plan:
+        _check_speakers(corpus, split, args.validation_strategy)
+        if len(split.train) < args.batch_size:
+            raise ValueError(
+                f"Fold {split.name} has {len(split.train)} training utterances, fewer than one batch "
+                f"(--batch_size {args.batch_size})."
+            )
+    return plan
+
+
+def split_fold(corpus: Corpus, test_fold: str | None, strategy: str, fraction: float, seed: int) -> FoldSplit:
+    """Tests on `test_fold` (None: a final fit on every fold) and splits the other folds into train and validation
+    by `strategy`: whole speakers taken in a seeded random order until they hold at least `fraction` of the
+    utterances (`speaker`), or `fraction` of every speaker's utterances (`utterance`; of every class's when the
+    corpus names no speakers)."""
+    pool = datasets.concatenate_datasets([corpus.folds[name] for name in corpus.fold_names if name != test_fold])
+    name = test_fold or FINAL_FIT
+    held_speakers = None
+    if strategy == "speaker":
+        speakers = list(map(str, pool[corpus.speaker_column]))
+        held_speakers = _held_out_speakers(speakers, fraction, seed, name)
+        held = [row for row, speaker in enumerate(speakers) if speaker in held_speakers]
+    else:
+        groups = pool[corpus.speaker_column] if corpus.speaker_column else pool[corpus.columns[2]]
+        held = _held_out_share(groups, fraction, seed)
+    kept = sorted(set(range(len(pool))) - set(held))
+    return FoldSplit(
+        name=name,
+        train=pool.select(kept),
+        validation=pool.select(sorted(held)),
+        test=corpus.folds[test_fold] if test_fold else None,
+        validation_speakers=sorted(held_speakers) if held_speakers is not None else None,
+    )
+
+
+def describe_protocol(args: Arguments, corpus: Corpus, plan: list[FoldSplit]) -> str:
+    """One line that says how the run was evaluated, for results.json and the model card."""
+    tested = [split.name for split in plan if split.test is not None]
+    if args.validation_strategy == "speaker":
+        validation = (
+            f"validation on whole training speakers held out from training (in a seed-{args.seed} order, until they "
+            f"hold >= {args.validation_fraction:.0%} of the training utterances)"
+        )
+    else:
+        grouping = "speaker" if corpus.speaker_column else "class"
+        validation = f"validation on {args.validation_fraction:.0%} of each training {grouping}'s utterances"
+    return (
+        f"Leave-one-fold-out over {len(corpus.folds)} folds (tested: {', '.join(tested) or 'none'}); {validation}; "
+        "the test fold never chooses an epoch; fold scores are averaged (mean ± std over folds)."
+    )
+
+
+def _held_out_speakers(speakers: list[str], fraction: float, seed: int, fold: str) -> set[str]:
+    counts = Counter(speakers)
+    order = sorted(counts)
+    random.Random(seed).shuffle(order)
+    held, size = set(), 0
+    for speaker in order:
+        if size >= fraction * len(speakers):
+            break
+        held.add(speaker)
+        size += counts[speaker]
+    if len(held) == len(counts) or size > MAX_VALIDATION_SHARE * len(speakers):
+        raise ValueError(
+            f"Fold {fold}: the training folds have {len(counts)} speaker(s), too few to hold whole speakers out for "
+            f"validation (holding out {sorted(held)} would take {size} of {len(speakers)} utterances). Pass "
+            "--validation_strategy utterance."
+        )
+    return held
+
+
+def _held_out_share(groups: list, fraction: float, seed: int) -> list[int]:
+    by_group = defaultdict(list)
+    for row, group in enumerate(groups):
+        by_group[group].append(row)
+    rng = random.Random(seed)
+    held = []
+    for group in sorted(by_group, key=str):
+        rows = by_group[group]
+        rng.shuffle(rows)
+        held += rows[: max(1, round(fraction * len(rows)))] if len(rows) > 1 else []
+    return held
+
+
+def _check_speakers(corpus: Corpus, split: FoldSplit, strategy: str) -> None:
+    train, validation = corpus.speakers_of(split.train), corpus.speakers_of(split.validation)
+    test = corpus.speakers_of(split.test)
+    pairs = [("the test fold", test, "the training folds", train | validation)]
+    if strategy == "speaker":
+        pairs.append(("validation", validation, "training", train))
+    for first_name, first, second_name, second in pairs:
+        shared = sorted(first & second)
+        if shared:
+            raise ValueError(
+                f"Fold {split.name}: speaker(s) {shared[:10]} are in both {first_name} and {second_name} "
+                f"({len(shared)} in all). A speaker-independent evaluation needs folds that split by speaker: "
+                "choose them with --fold_column."
+            )
+
+
+def _load_dataset(source: str) -> datasets.DatasetDict:
+    """A Parquet file, a folder of Parquet files, a `save_to_disk` folder or a Hub id, as a DatasetDict."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix != ".parquet":
+            raise ValueError(
+                f"--dataset {source}: a file must be Parquet (.parquet), got {path.suffix or 'no suffix'}."
+            )
+        return datasets.load_dataset("parquet", data_files=str(path))
+    if path.is_dir():
+        if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            loaded = datasets.load_from_disk(str(path))
+            return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict(train=loaded)
+        if not any(path.rglob("*.parquet")):
+            raise ValueError(
+                f"--dataset {source}: the folder holds no Parquet files and is not a save_to_disk folder."
+            )
+        return datasets.load_dataset(str(path))
+    if source.startswith(("/", ".", "~")) or path.suffix == ".parquet" or source.count("/") > 1:
+        raise ValueError(f"--dataset {source}: no such file or folder.")
+    try:
+        return datasets.load_dataset(source)
+    except Exception as error:  # noqa: BLE001 - whatever the Hub says, the user needs to know what was tried
+        raise ValueError(
+            f"--dataset {source}: not a local path, and loading it from the Hub failed: {error}"
+        ) from error
+
+
+def _folds_of(loaded: datasets.DatasetDict, fold_column: str) -> dict[str, datasets.Dataset]:
+    merged = datasets.concatenate_datasets(list(loaded.values())) if len(loaded) > 1 else next(iter(loaded.values()))
+    if fold_column not in merged.column_names:
+        return dict(loaded)
+    column = merged[fold_column]
+    return {
+        f"{fold_column}{value}" if not isinstance(value, str) else value: merged.select(
+            [row for row, v in enumerate(column) if v == value]
+        )
+        for value in sorted(set(column), key=str)
+    }
+
+
+def _label_names(folds: dict[str, datasets.Dataset], label_column: str) -> list[str]:
+    feature = next(iter(folds.values())).features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    if getattr(feature, "dtype", None) in ("string", "large_string"):
+        return sorted({label for dataset in folds.values() for label in dataset[label_column]})
+    raise ValueError(f"The label column {label_column!r} must be a ClassLabel or text, got {feature}.")
