@@ -195,8 +195,25 @@ class EmotionRecognizer:
         if not transcript:
             transcript, transcribed_by = self.transcribe(audio_path, waveform), self.asr_model
             if not transcript:
-                notices.append("No words were recognised: the emotion was predicted from the audio alone.")
+                notices.append(self.audio_only_notice())
         return self._classify(waveform, transcript, transcribed_by, notices)
+
+    def audio_only_notice(self) -> str:
+        """What a prediction without words is worth, from the scores train.py recorded in the model's config."""
+        evaluation = getattr(self.model.config, "evaluation", None) or {}
+        chance = 100 / len(self.labels)
+        said = "No words were recognised, so the emotion was predicted from the audio alone."
+        if "test_audio_only" not in evaluation or "test" not in evaluation:
+            return (
+                f"{said} How well this model does without words was never measured: treat the result as a guess "
+                f"(chance is {chance:.0f}%)."
+            )
+        audio_only, both = 100 * evaluation["test_audio_only"]["ua"], 100 * evaluation["test"]["ua"]
+        return (
+            f"{said} Without words, this model's unweighted accuracy on speakers it never heard was "
+            f"{audio_only:.0f}%, against {both:.0f}% with words and {chance:.0f}% by chance "
+            f"({evaluation.get('evaluated_on', 'test')})."
+        )
 
     def _check_audio(self, waveform: np.ndarray) -> None:
         if len(waveform) == 0:

@@ -8,7 +8,9 @@ from configs and saved to a temporary directory; the example clips are spoken by
 from __future__ import annotations
 
 import ast
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -204,6 +206,32 @@ def test_without_a_transcript_the_speech_is_transcribed_once_loaded_and_the_tran
 
     recognizer.analyse(str(clips["angry"]), None)
     assert loads == [models[1]]  # loaded once, on the first request that needed it
+
+
+def test_without_words_the_notice_says_what_an_audio_only_prediction_of_this_model_is_worth(
+    models, clips, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(EmotionRecognizer, "transcribe", lambda self, path, waveform: "")
+    unmeasured = EmotionRecognizer(models[0], asr_model=models[1]).analyse(str(clips["sad"]), "")
+    assert any("never measured" in notice and "chance is 25%" in notice for notice in unmeasured.notices)
+
+    measured_dir = tmp_path / "measured"
+    shutil.copytree(models[0], measured_dir)
+    config = json.loads((measured_dir / "config.json").read_text())
+    config["evaluation"] = {
+        "evaluated_on": "fold session1 of IEMOCAP",
+        "test": {"wa": 0.8, "ua": 0.79, "num_examples": 1085},
+        "test_audio_only": {"wa": 0.52, "ua": 0.48, "num_examples": 1085},
+    }
+    (measured_dir / "config.json").write_text(json.dumps(config))
+    analysis = EmotionRecognizer(str(measured_dir), asr_model=models[1]).analyse(str(clips["sad"]), "")
+    assert analysis.transcript == ""
+    assert any(
+        "predicted from the audio alone" in notice
+        and "was 48%, against 79% with words and 25% by chance" in notice
+        and "fold session1 of IEMOCAP" in notice
+        for notice in analysis.notices
+    ), analysis.notices
 
 
 @pytest.mark.parametrize(
