@@ -141,7 +141,7 @@ them, trained with two auxiliary tasks (cross-pair emotion prediction and emotio
 Trained and tested on {summary["dataset"]}. Classes: {", ".join(summary["classes"])}.
 
 Protocol: {summary["protocol"]}
-
+{_validation_speakers(summary["folds"])}
 {summary["table"]}
 
 WA: accuracy; UA: mean per-class recall. Audio-only / text-only: the same model with the transcript emptied / the
@@ -160,6 +160,16 @@ probabilities = model(**inputs).logits.softmax(-1)
 """
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
     card.save(output_dir / "README.md")
+
+
+def _validation_speakers(folds: dict[str, dict]) -> str:
+    """A line naming each fold's validation speakers (speaker validation), or nothing."""
+    held = {
+        fold: outcome["validation_speakers"] for fold, outcome in folds.items() if outcome.get("validation_speakers")
+    }
+    if not held:
+        return ""
+    return "Validation speakers: " + "; ".join(f"{fold}: {', '.join(names)}" for fold, names in held.items()) + ".\n"
 
 
 def push_model_to_hub(model_dir: Path, card: Path, repo_id: str, private: bool = False) -> str:

@@ -126,6 +126,7 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
     card = (one_process_run / "README.md").read_text()
     assert "model-index" in card and "| session1 |" in card and "trust_remote_code=True" in card
     assert results["protocol"] in card
+    assert f"Validation speakers: session1: {metrics['validation_speakers'][0]}." in card
 
     # The published model says what it scored, and on what.
     evaluation = json.loads((fold / "model" / "config.json").read_text())["evaluation"]
