@@ -5,9 +5,10 @@
 `--num-batches` batches of `--batch-size` utterances are drawn from IEMOCAP's length distribution as sorting the
 whole corpus by length would batch them (bench.common.sample_grouped), and the same utterances run three ways: one
 at a time (batch 1), in those length-sorted batches, and in batches in arrival order. For every input the
-benchmark times, in the same process and in rotating order, the audio encoder alone and the text encoder alone
-(called exactly as the model calls them), the whole model for each K (the models share these very encoders), and
-the fusion + heads alone (projections, K fusion layers, pooling, classifier on the encoders' outputs). Each is
+benchmark times, in the same process and in rotating order, the audio tower alone and the text tower alone
+(`get_audio_features` and `get_text_features`: each encoder and its projection to the fusion size), the whole model
+for each K (the models share these very towers), and the fusion + heads alone (`fuse` on the towers' outputs: K
+fusion layers, pooling, classifier). Each is
 run `--repeats` times and the fastest kept, which filters out interruptions by other work; the per-input times
 are summed. Throughput is utterances/s of the whole model; the real-time factor is its time over the audio's
 duration. The fusion target: whole model <= 1.03 x (audio encoder + text encoder).
@@ -36,33 +37,26 @@ from bench.common import (
     write_report,
 )
 from modeling_mer import MERModel
-from modeling_mer.modeling_mer import audio_frame_mask, masked_mean
+from modeling_mer.modeling_mer import MERFeaturesOutput
 
 __all__ = ["main", "run"]
 
 FUSION_TARGET = 1.03  # whole model / (audio encoder + text encoder)
 
 
-def encode_audio(model: MERModel, inputs: dict) -> torch.Tensor:
-    """The audio encoder as `MERModel` calls it (the sample mask only for encoders that take it)."""
-    mask = inputs["audio_attention_mask"] if model.config.audio_encoder_takes_mask else None
-    return model.audio_encoder(inputs["input_values"], attention_mask=mask).last_hidden_state
+def encode_audio(model: MERModel, inputs: dict) -> MERFeaturesOutput:
+    """The audio tower as `MERModel` runs it: encoder, frame mask, projection to the fusion size."""
+    return model.get_audio_features(inputs["input_values"], inputs["audio_attention_mask"])
 
 
-def encode_text(model: MERModel, inputs: dict) -> torch.Tensor:
-    """The text encoder as `MERModel` calls it."""
-    return model.text_encoder(
-        inputs["input_ids"], attention_mask=inputs["text_attention_mask"], token_type_ids=inputs["token_type_ids"]
-    ).last_hidden_state
+def encode_text(model: MERModel, inputs: dict) -> MERFeaturesOutput:
+    """The text tower as `MERModel` runs it: encoder and projection to the fusion size."""
+    return model.get_text_features(inputs["input_ids"], inputs["text_attention_mask"], inputs["token_type_ids"])
 
 
-def fuse_and_classify(model: MERModel, audio_states: torch.Tensor, text_states: torch.Tensor, inputs: dict):
-    """What the model adds to its encoders at inference: projections, frame mask, fusion, pooling, classifier."""
-    audio = model.audio_projection(audio_states)
-    audio_mask = audio_frame_mask(inputs["audio_attention_mask"], model.config.audio_config, audio.shape[1])
-    text_mask = inputs["text_attention_mask"].bool()
-    audio, text, _, _ = model.fusion(audio, audio_mask, model.text_projection(text_states), text_mask)
-    return model.classifier(torch.cat([masked_mean(audio, audio_mask), masked_mean(text, text_mask)], dim=-1))
+def fuse_and_classify(model: MERModel, audio: MERFeaturesOutput, text: MERFeaturesOutput) -> torch.Tensor:
+    """What the model adds to its towers at inference: fusion, pooling, classifier."""
+    return model.classifier(model.fuse(audio, text).pooler_output)
 
 
 def time_inputs(
@@ -73,14 +67,14 @@ def time_inputs(
     totals: dict[str, float] = {}
     for number, inputs in enumerate(inputs_list):
         with torch.inference_mode(), autocast(device, bf16):
-            audio_states, text_states = encode_audio(reference, inputs), encode_text(reference, inputs)
+            audio_features, text_features = encode_audio(reference, inputs), encode_text(reference, inputs)
             conditions = {
                 "audio_encoder": partial(encode_audio, reference, inputs),
                 "text_encoder": partial(encode_text, reference, inputs),
             }
             for k, model in models.items():
                 conditions[f"model_K{k}"] = partial(model, **inputs)
-                conditions[f"fusion_heads_K{k}"] = partial(fuse_and_classify, model, audio_states, text_states, inputs)
+                conditions[f"fusion_heads_K{k}"] = partial(fuse_and_classify, model, audio_features, text_features)
             names = list(conditions)
             watch = Stopwatch(device)
             for repeat in range(repeats):

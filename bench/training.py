@@ -152,6 +152,7 @@ class _CachedEncoder(torch.nn.Module):
     def __init__(self, output: BaseModelOutput):
         super().__init__()
         self.output = output
+        self.dtype = output.last_hidden_state.dtype  # the model casts its inputs to the encoder's dtype
 
     def forward(self, *args, **kwargs) -> BaseModelOutput:
         return self.output

@@ -1,8 +1,8 @@
 """Tiny encoders built from configs and saved like Hub checkpoints, for tests and the demo (no network needed).
 
-They load through the same `from_pretrained(dir)` path a Hub id takes. The sizes follow DESIGN.md ("What makes the
-synthetic corpus learnable"): a wav2vec2 of about 40k parameters that hears arousal in espeak-ng speech within
-minutes on two CPU cores, and a BERT of the same width over a whole-word vocabulary.
+They load through the same `from_pretrained(dir)` path a Hub id takes. The sizes are what the synthetic corpus was
+measured to need: a wav2vec2 of about 40k parameters that hears arousal in espeak-ng speech within minutes on two
+CPU cores, and a BERT of the same width over a whole-word vocabulary.
 """
 
 from __future__ import annotations

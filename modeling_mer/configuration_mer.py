@@ -11,7 +11,7 @@ __all__ = ["MERConfig", "FUSION_DIRECTIONS", "AUX_TASKS", "DEFAULT_ID2LABEL"]
 # Who queries whom in the fusion. `text_to_audio`: text information flows into the audio stream (audio frames are
 # the queries, words the keys and values); `audio_to_text` the reverse; `bidirectional` runs both in every layer.
 FUSION_DIRECTIONS = ("text_to_audio", "audio_to_text", "bidirectional")
-# The two auxiliary tasks (DESIGN.md): emotion prediction on mismatched audio/text pairs, and audio/text emotion
+# The two auxiliary tasks: emotion prediction on mismatched audio/text pairs, and audio/text emotion
 # consistency. Both act on the fusion and only in training.
 AUX_TASKS = ("cross_pair", "consistency")
 DEFAULT_ID2LABEL = {0: "neutral", 1: "happy", 2: "angry", 3: "sad"}
@@ -56,16 +56,17 @@ class MERConfig(PretrainedConfig):
         modality_dropout (`float`, *optional*, defaults to 0.2):
             In training, the share of utterances that lose one modality, the transcript (emptied) or the audio
             (silenced) with equal chance, so that a missing modality at inference is a case the model has seen.
-            Applied by the training data pipeline (train.py), which reads it from here. 0.2 keeps the fused scores
+            Applied by the training data pipeline, which reads it from here. 0.2 keeps the fused scores
             of the synthetic demo where they were without it (within seed-to-seed spread).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of the new (non-encoder) weights.
         id2label (`dict`, *optional*):
             Class names; defaults to `{0: "neutral", 1: "happy", 2: "angry", 3: "sad"}`.
         evaluation (`dict`, *optional*):
-            What this model scored on data it was not trained on, as train.py records it: `evaluated_on` (which fold
-            of which corpus) and, per condition (`test`: both modalities, `test_audio_only`, `test_text_only`), its
-            `wa`, `ua` and `num_examples`. `None` when never measured. Not a setting: nothing in the model reads it.
+            What this model scored on data it was not trained on, as its training run recorded it: `evaluated_on`
+            (which fold of which corpus) and, per condition (`test`: both modalities, `test_audio_only`,
+            `test_text_only`), its `wa`, `ua` and `num_examples`. `None` when never measured. Not a setting: nothing
+            in the model reads it.
 
     Raises:
         ValueError: naming the field, for heads that do not divide the size, an unknown direction, K < 1, a fusion
@@ -123,6 +124,19 @@ class MERConfig(PretrainedConfig):
         self._check_fusion()
         self._check_labels(num_labels)
         self._check_audio_front_end()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> MERConfig:
+        """As transformers' `from_dict`, except that classes given to `from_pretrained` (`id2label=` or a different
+        `num_labels=`) replace the saved label maps whole instead of contradicting them."""
+        config_dict = dict(config_dict)
+        if kwargs.get("id2label") is not None:
+            config_dict["id2label"] = kwargs.pop("id2label")
+            config_dict["label2id"] = kwargs.pop("label2id", None)
+        elif kwargs.get("num_labels") is not None and kwargs["num_labels"] != len(config_dict.get("id2label") or {}):
+            config_dict.pop("id2label", None)
+            config_dict.pop("label2id", None)
+        return super().from_dict(config_dict, **kwargs)
 
     def _check_fusion(self) -> None:
         if not isinstance(self.fusion_num_layers, int) or self.fusion_num_layers < 1:

@@ -4,26 +4,66 @@ Recognition", ICASSP 2023)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput, logging
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, is_torchdynamo_compiling, logging
 
 from .configuration_mer import MERConfig
 
-__all__ = ["MERModel", "MEROutput", "MERPreTrainedModel", "audio_frame_mask", "masked_mean"]
+__all__ = [
+    "MERFeaturesOutput",
+    "MERModel",
+    "MEROutput",
+    "MERPreTrainedModel",
+    "audio_frame_mask",
+    "masked_mean",
+]
 
 logger = logging.get_logger(__name__)
 
 
 @dataclass
+class MERFeaturesOutput(ModelOutput):
+    """
+    One modality's encoding projected to the fusion size ([`MERModel.get_audio_features`],
+    [`MERModel.get_text_features`]), or the fused pair ([`MERModel.get_fused_features`]).
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, length, fusion_hidden_size)`):
+            Audio frames or tokens (for the fused pair: the fused audio frames followed by the fused tokens).
+        attention_mask (`torch.BoolTensor` of shape `(batch_size, length)`):
+            Which positions are real rather than padding (audio frames derived from the sample mask).
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, fusion_hidden_size)`):
+            Masked mean over the real positions (for the fused pair `(batch_size, 2 * fusion_hidden_size)`: the
+            pooled audio and text streams, concatenated, which is what the classifier reads).
+        hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
+            The encoder's own hidden states (embeddings and every layer), before the projection; for the fused pair,
+            the joint `[audio ; text]` states entering the fusion and after each fusion layer.
+        audio_attentions, text_attentions (`tuple[torch.FloatTensor]`, fused pair only, returned with
+            `output_attentions=True`): as in [`MEROutput`].
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    attention_mask: torch.BoolTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
 class MEROutput(ModelOutput):
     """
-    Output of [`MERModel`].
+    Output of [`MERModel`]. With `return_dict=False` the fields that are set come as a tuple, in this order.
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, returned when `labels` are given):
@@ -38,6 +78,13 @@ class MEROutput(ModelOutput):
             Masked means of the fused audio and text streams, concatenated: the classifier's input.
         audio_frame_mask (`torch.BoolTensor` of shape `(batch_size, num_frames)`):
             Which audio frames are speech rather than padding.
+        hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
+            `fusion_num_layers + 1` tensors of shape `(batch_size, num_frames + num_tokens, fusion_hidden_size)`:
+            the audio frames followed by the tokens, as they enter the fusion and after each fusion layer.
+        audio_encoder_hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
+            The audio encoder's hidden states (`(batch_size, num_frames, audio hidden size)` each).
+        text_encoder_hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
+            The text encoder's hidden states (`(batch_size, num_tokens, text hidden size)` each).
         audio_attentions (`tuple[torch.FloatTensor]`, one per fusion layer, returned with `output_attentions=True`
             when audio frames are queries): `(batch_size, num_heads, num_frames, num_tokens)`.
         text_attentions (`tuple[torch.FloatTensor]`, one per fusion layer, returned with `output_attentions=True`
@@ -50,6 +97,9 @@ class MEROutput(ModelOutput):
     aux_losses: dict[str, torch.FloatTensor] | None = None
     pooled_output: torch.FloatTensor | None = None
     audio_frame_mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    text_encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     audio_attentions: tuple[torch.FloatTensor, ...] | None = None
     text_attentions: tuple[torch.FloatTensor, ...] | None = None
 
@@ -76,40 +126,73 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention written out, returning its weights. `attention_mask` is additive (float) or says which keys may be
+    attended (bool), broadcastable to `(batch, heads, queries, keys)`, as transformers' eager and SDPA masks are.
+    Returns `(batch, queries, heads, head_dim)` and the weights `(batch, heads, queries, keys)`."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    attended = torch.matmul(F.dropout(weights, p=dropout, training=module.training), value)
+    return attended.transpose(1, 2).contiguous(), weights
+
+
 class MERCrossAttention(nn.Module):
-    """Multi-head attention whose queries come from one modality and keys/values from the other."""
+    """Multi-head attention whose queries come from one modality and keys/values from the other. It runs through
+    transformers' attention interface, so `config._attn_implementation` ("eager", "sdpa") chooses the kernel."""
 
     def __init__(self, config: MERConfig):
         super().__init__()
-        self.num_heads = config.fusion_num_heads
+        self.config = config
         self.head_dim = config.fusion_hidden_size // config.fusion_num_heads
-        self.dropout = config.fusion_dropout
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.fusion_dropout
+        self.is_causal = False  # every query may see every real key
         self.q_proj = nn.Linear(config.fusion_hidden_size, config.fusion_hidden_size)
         self.k_proj = nn.Linear(config.fusion_hidden_size, config.fusion_hidden_size)
         self.v_proj = nn.Linear(config.fusion_hidden_size, config.fusion_hidden_size)
         self.out_proj = nn.Linear(config.fusion_hidden_size, config.fusion_hidden_size)
 
-    def _split_heads(self, states: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = states.shape
-        return states.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, L, d)
-
     def forward(
-        self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, output_attentions: bool
+        self,
+        queries: torch.Tensor,
+        context: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q = self._split_heads(self.q_proj(queries))  # (B, h, Lq, d)
-        k = self._split_heads(self.k_proj(context))  # (B, h, Lk, d)
-        v = self._split_heads(self.v_proj(context))
-        keep = context_mask[:, None, None, :]  # (B, 1, 1, Lk): padding is never attended to
-        dropout = self.dropout if self.training else 0.0
-        if output_attentions:
-            scores = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5  # (B, h, Lq, Lk)
-            weights = scores.masked_fill(~keep, torch.finfo(scores.dtype).min).softmax(dim=-1)
-            attended = F.dropout(weights, p=dropout, training=self.training) @ v
-        else:
-            weights = None
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout)
-        attended = attended.transpose(1, 2).flatten(2)  # (B, Lq, hidden)
-        return self.out_proj(attended), weights
+        batch, length, _ = queries.shape
+        heads = (batch, -1, self.config.fusion_num_heads, self.head_dim)
+        query = self.q_proj(queries).view(heads).transpose(1, 2)  # (B, h, Lq, d)
+        key = self.k_proj(context).view(heads).transpose(1, 2)  # (B, h, Lk, d)
+        value = self.v_proj(context).view(heads).transpose(1, 2)
+        # Only the written-out attention returns its weights: asking for them falls back to it, as in transformers.
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        attended, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return self.out_proj(attended.reshape(batch, length, -1)), weights
 
 
 class MERFusionLayer(GradientCheckpointingLayer):
@@ -129,9 +212,14 @@ class MERFusionLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.fusion_dropout)
 
     def forward(
-        self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, output_attentions: bool = False
+        self,
+        queries: torch.Tensor,
+        context: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(queries, context, context_mask, output_attentions)
+        attended, weights = self.attention(queries, context, attention_mask, output_attentions, **kwargs)
         states = self.attention_norm(queries + self.dropout(attended))
         states = self.output_norm(states + self.dropout(self.feed_forward(states)))
         return states, weights
@@ -143,6 +231,7 @@ class MERFusion(nn.Module):
 
     def __init__(self, config: MERConfig):
         super().__init__()
+        self.config = config
         direction = config.fusion_direction
         layers = range(config.fusion_num_layers)
         self.audio_layers = (
@@ -159,28 +248,52 @@ class MERFusion(nn.Module):
         text: torch.Tensor,
         text_mask: torch.Tensor,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple | None, tuple | None]:
+        output_hidden_states: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple | None, tuple | None, tuple | None]:
+        """Returns the fused audio `(B, T, H)` and text `(B, L, H)` streams, then (when asked) the attention weights
+        of each direction and the joint `[audio ; text]` states before and after every layer."""
+        # Keys that are padding are never attended to; the mask takes the form the attention implementation expects.
+        words_for_audio = create_bidirectional_mask(self.config, audio, text_mask, encoder_hidden_states=text)
+        audio_for_words = create_bidirectional_mask(self.config, text, audio_mask, encoder_hidden_states=audio)
         audio_attentions, text_attentions = [], []
-        for index in range(len(self.audio_layers or self.text_layers)):
+        hidden_states = [torch.cat([audio, text], dim=1)] if output_hidden_states else None
+        for index in range(self.config.fusion_num_layers):
             new_audio, new_text = audio, text
             if self.audio_layers is not None:
-                new_audio, weights = self.audio_layers[index](audio, text, text_mask, output_attentions)
+                new_audio, weights = self.audio_layers[index](
+                    audio, text, words_for_audio, output_attentions, **kwargs
+                )
                 audio_attentions.append(weights)
             if self.text_layers is not None:
-                new_text, weights = self.text_layers[index](text, audio, audio_mask, output_attentions)
+                new_text, weights = self.text_layers[index](text, audio, audio_for_words, output_attentions, **kwargs)
                 text_attentions.append(weights)
             audio, text = new_audio, new_text
+            if output_hidden_states:
+                hidden_states.append(torch.cat([audio, text], dim=1))
         if not output_attentions:
-            return audio, text, None, None
-        return audio, text, tuple(audio_attentions) or None, tuple(text_attentions) or None
+            audio_attentions = text_attentions = []
+        return (
+            audio,
+            text,
+            tuple(audio_attentions) or None,
+            tuple(text_attentions) or None,
+            tuple(hidden_states) if output_hidden_states else None,
+        )
 
 
 class MERPreTrainedModel(PreTrainedModel):
     config_class = MERConfig
     base_model_prefix = "mer"
     main_input_name = "input_values"
+    input_modalities = ("audio", "text")
     supports_gradient_checkpointing = True
+    # The fusion runs through the attention interface with eager or SDPA kernels. Flash attention is left to the
+    # encoders (attn_implementation={"audio_config": ..., "text_config": ..., "": "sdpa"}): transformers' flash path
+    # assumes queries padded like their keys, which cross-attention between two modalities breaks.
     _supports_sdpa = True
+    _supports_attention_backend = True
+    _no_split_modules = ["MERFusionLayer"]  # the encoders add their own layer classes
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -190,15 +303,41 @@ class MERPreTrainedModel(PreTrainedModel):
         if isinstance(module, MERModel) and module.layer_weights is not None:
             module.layer_weights.fill_(1.0 / module.layer_weights.numel())
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """As transformers' `from_pretrained`. New classes (`num_labels=` or `id2label=`) replace the classifier and
+        the auxiliary heads: that needs `ignore_mismatched_sizes=True`, and the new heads must be fine-tuned.
+
+        Raises:
+            ValueError: a new number of classes without `ignore_mismatched_sizes=True`, naming the saved classes.
+        """
+        config = kwargs.get("config")
+        wanted = kwargs.get("num_labels") or len(kwargs.get("id2label") or {}) or None
+        if wanted is None and isinstance(config, PretrainedConfig):  # AutoModel passes the config it built
+            wanted = config.num_labels
+        if wanted is not None and not kwargs.get("ignore_mismatched_sizes", False):
+            hub = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+            saved = cls.config_class.from_pretrained(
+                pretrained_model_name_or_path, **{key: kwargs[key] for key in hub if key in kwargs}
+            )
+            if saved.num_labels != wanted:
+                names = ", ".join(saved.id2label[index] for index in range(saved.num_labels))
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} classifies {saved.num_labels} classes ({names}); you asked "
+                    f"for {wanted}. Pass ignore_mismatched_sizes=True to give it a new, untrained classifier and "
+                    "auxiliary heads of that size (every other weight is loaded), then fine-tune it."
+                )
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
 
 class MERModel(MERPreTrainedModel):
     """
     Multimodal emotion recognition from speech and its transcript.
 
-    `audio encoder -> frames (B, T, Ha)` and `text encoder -> tokens (B, L, Ht)`, each projected to the fusion size;
-    K cross-modal attention layers (padding masked); masked mean pooling of each stream; concatenation; classifier.
-    In training, when labels are given, the auxiliary tasks reuse the encoder outputs of the batch: no second
-    encoder pass.
+    `audio encoder -> frames (B, T, Ha)` and `text encoder -> tokens (B, L, Ht)`, each projected to the fusion size
+    (`get_audio_features`, `get_text_features`); K cross-modal attention layers (padding masked); masked mean pooling
+    of each stream; concatenation (`get_fused_features`); classifier. In training, when labels are given, the
+    auxiliary tasks reuse the encoder outputs of the batch: no second encoder pass.
     """
 
     def __init__(
@@ -246,7 +385,8 @@ class MERModel(MERPreTrainedModel):
 
         `audio_kwargs` / `text_kwargs` go to each encoder's `AutoModel.from_pretrained` (e.g. `revision`, `dtype`);
         `config_kwargs` to [`MERConfig`] (fusion size, K, heads, `id2label`, ...). The projections, fusion and heads
-        are new and randomly initialised: the model needs fine-tuning before its predictions mean anything.
+        are new and randomly initialised: the model needs fine-tuning before its predictions mean anything. When both
+        encoders are loaded in one dtype (say bf16), the new modules are created in it too.
         """
         audio_encoder = AutoModel.from_pretrained(audio_model_name_or_path, **(audio_kwargs or {}))
         text_encoder = AutoModel.from_pretrained(text_model_name_or_path, **(text_kwargs or {}))
@@ -256,6 +396,11 @@ class MERModel(MERPreTrainedModel):
         )
         model = cls(config, audio_encoder=audio_encoder, text_encoder=text_encoder)
         new_modules = [name for name, _ in model.named_children() if name not in ("audio_encoder", "text_encoder")]
+        if audio_encoder.dtype == text_encoder.dtype != torch.float32:
+            for name in new_modules:
+                getattr(model, name).to(audio_encoder.dtype)
+            if model.layer_weights is not None:
+                model.layer_weights.data = model.layer_weights.data.to(audio_encoder.dtype)
         logger.warning(
             f"MER model built from {audio_model_name_or_path} and {text_model_name_or_path}: the modules "
             f"{new_modules} are newly initialised. Fine-tune the model before using it for predictions."
@@ -270,16 +415,166 @@ class MERModel(MERPreTrainedModel):
         freeze()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        # register_for_auto_class keeps one auto class per class: name the classification entry explicitly, so
-        # AutoModelForAudioClassification resolves to this class too.
+        # Only AutoModel: a prediction needs the transcript, which the audio-classification pipeline cannot pass.
         module = type(self).__module__.rsplit(".", 1)[-1]
-        self.config.auto_map = {
-            **(getattr(self.config, "auto_map", None) or {}),
-            "AutoModel": f"{module}.{type(self).__name__}",
-            "AutoModelForAudioClassification": f"{module}.{type(self).__name__}",
-        }
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.pop("AutoModelForAudioClassification", None)
+        self.config.auto_map = {**auto_map, "AutoModel": f"{module}.{type(self).__name__}"}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def validate_inputs(
+        self,
+        input_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        audio_attention_mask: torch.Tensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
+    ) -> None:
+        """Checks a batch before it reaches the encoders; `forward` calls it outside `torch.compile` / `torch.export`
+        tracing (whose graphs cannot hold data-dependent checks: validate there first).
+
+        Raises:
+            ValueError: inputs that are not 2-D, audio and text batches of different sizes, a transcript longer than
+                the text encoder's positions, or an utterance shorter than the audio encoder's receptive field
+                (`config.audio_receptive_field` samples), naming the items.
+        """
+        for name, tensor in (("input_values", input_values), ("input_ids", input_ids)):
+            if tensor.dim() != 2:
+                kind = "samples" if name == "input_values" else "tokens"
+                raise ValueError(f"{name} must be (batch, {kind}), got shape {tuple(tensor.shape)}.")
+        if len(input_ids) != len(input_values):
+            raise ValueError(f"The batch has {len(input_values)} audio items but {len(input_ids)} transcripts.")
+        limit = getattr(self.config.text_config, "max_position_embeddings", None)
+        if limit is not None and input_ids.shape[1] > limit:
+            raise ValueError(
+                f"Transcripts of {input_ids.shape[1]} tokens are longer than the text encoder's {limit} positions; "
+                f"truncate them, e.g. processor(..., max_text_length={limit})."
+            )
+        lengths = (
+            audio_attention_mask.sum(dim=-1)
+            if audio_attention_mask is not None
+            else [input_values.shape[1]] * len(input_values)
+        )
+        too_short = [index for index, length in enumerate(lengths) if int(length) < self.config.audio_receptive_field]
+        if too_short:
+            items = "; ".join(f"item {index} has {int(lengths[index])} samples" for index in too_short)
+            raise ValueError(
+                f"Audio too short for the audio encoder, which needs at least {self.config.audio_receptive_field} "
+                f"samples for one frame: {items}."
+            )
+
+    def get_audio_features(
+        self,
+        input_values: torch.Tensor,
+        audio_attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> MERFeaturesOutput:
+        r"""
+        The audio encoder's frames projected to the fusion size, their mask and their masked mean.
+
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
+                Normalised waveforms at the feature extractor's rate, zero-padded on the right ([`MERProcessor`]).
+            audio_attention_mask (`torch.LongTensor` of shape `(batch_size, num_samples)`, *optional*):
+                1 for real samples, 0 for padding. Without it every sample counts as real. Given to the encoder
+                only when it takes one (`config.audio_encoder_takes_mask`); the frame mask always follows it.
+            output_hidden_states (`bool`, *optional*):
+                Also return the encoder's hidden states. Defaults to `config.output_hidden_states`.
+        """
+        output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
+        if audio_attention_mask is None:
+            audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
+        encoder_mask = audio_attention_mask if self.config.audio_encoder_takes_mask else None
+        outputs = self.audio_encoder(
+            input_values.to(self.audio_encoder.dtype),
+            attention_mask=encoder_mask,
+            output_hidden_states=output_hidden_states or self.layer_weights is not None,
+        )
+        if self.layer_weights is not None:
+            layers = torch.stack(outputs.hidden_states, dim=0)  # (layers, B, T, Ha)
+            weights = self.layer_weights.softmax(dim=0).to(layers.dtype)
+            states = (weights[:, None, None, None] * layers).sum(dim=0)
+        else:
+            states = outputs.last_hidden_state  # (B, T, Ha)
+        mask = audio_frame_mask(audio_attention_mask, self.config.audio_config, states.shape[1])
+        return _projected(self.audio_projection, states, mask, outputs.hidden_states if output_hidden_states else None)
+
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        text_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> MERFeaturesOutput:
+        r"""
+        The text encoder's tokens projected to the fusion size, their mask and their masked mean.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, num_tokens)`):
+                Transcript tokens, padded on the right.
+            text_attention_mask (`torch.LongTensor` of shape `(batch_size, num_tokens)`, *optional*):
+                1 for real tokens, 0 for padding.
+            token_type_ids (`torch.LongTensor` of shape `(batch_size, num_tokens)`, *optional*):
+                Segment ids for text encoders that use them.
+            output_hidden_states (`bool`, *optional*):
+                Also return the encoder's hidden states. Defaults to `config.output_hidden_states`.
+        """
+        output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
+        if text_attention_mask is None:
+            text_attention_mask = torch.ones_like(input_ids)
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        outputs = self.text_encoder(
+            input_ids, attention_mask=text_attention_mask, output_hidden_states=output_hidden_states, **extra
+        )
+        hidden_states = outputs.hidden_states if output_hidden_states else None
+        return _projected(self.text_projection, outputs.last_hidden_state, text_attention_mask.bool(), hidden_states)
+
+    def get_fused_features(
+        self,
+        input_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        audio_attention_mask: torch.Tensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> MERFeaturesOutput:
+        """The fused audio frames and tokens, their mask, and the pooled pair the classifier reads
+        (`pooler_output`, `(batch_size, 2 * fusion_hidden_size)`). Arguments as for `forward`."""
+        audio = self.get_audio_features(input_values, audio_attention_mask, output_hidden_states=False)
+        text = self.get_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states=False)
+        return self.fuse(audio, text)
+
+    def fuse(
+        self,
+        audio: MERFeaturesOutput,
+        text: MERFeaturesOutput,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MERFeaturesOutput:
+        """The fusion layers and pooling on features from `get_audio_features` and `get_text_features` (for
+        instance cached ones): what the model adds to its encoders before the classifier. `model.classifier` on the
+        returned `pooler_output` gives the logits `forward` gives."""
+        fused_audio, fused_text, audio_attentions, text_attentions, fusion_states = self.fusion(
+            audio.last_hidden_state,
+            audio.attention_mask,
+            text.last_hidden_state,
+            text.attention_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        pooled = torch.cat(
+            [masked_mean(fused_audio, audio.attention_mask), masked_mean(fused_text, text.attention_mask)], dim=-1
+        )
+        return MERFeaturesOutput(
+            last_hidden_state=torch.cat([fused_audio, fused_text], dim=1),
+            attention_mask=torch.cat([audio.attention_mask, text.attention_mask], dim=1),
+            pooler_output=pooled,
+            hidden_states=fusion_states,
+            audio_attentions=audio_attentions,
+            text_attentions=text_attentions,
+        )
+
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
@@ -288,7 +583,9 @@ class MERModel(MERPreTrainedModel):
         text_attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MEROutput:
         r"""
         Args:
@@ -305,27 +602,37 @@ class MERModel(MERPreTrainedModel):
             labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
                 Class indices in `[0, num_labels)`. Give them to get `loss`; in training mode they also switch on
                 the auxiliary tasks.
-            output_attentions (`bool`, *optional*, defaults to `False`):
-                Return the cross-modal attention weights of every fusion layer.
+            output_attentions (`bool`, *optional*):
+                Return the cross-modal attention weights of every fusion layer (computed by the written-out
+                attention whatever `attn_implementation` says). Defaults to `config.output_attentions`.
+            output_hidden_states (`bool`, *optional*):
+                Return the fusion's states and both encoders' hidden states. Defaults to
+                `config.output_hidden_states`.
+            return_dict (`bool`, *optional*):
+                `False` returns the set fields of [`MEROutput`] as a tuple. Defaults to `config.return_dict`.
+            kwargs:
+                Passed to the attention implementation of the fusion layers.
 
         Raises:
-            ValueError: if the audio and text batches differ in size, or an utterance is shorter than the audio
-                encoder's receptive field (`config.audio_receptive_field` samples).
+            ValueError: as [`~MERModel.validate_inputs`] (outside compiled or exported graphs).
         """
-        audio_states, audio_mask = self._encode_audio(input_values, audio_attention_mask)
-        text_states, text_mask = self._encode_text(input_ids, text_attention_mask, token_type_ids, len(input_values))
+        output_attentions = self._config_default("output_attentions", output_attentions)
+        output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
+        if not is_torchdynamo_compiling():
+            self.validate_inputs(input_values, input_ids, audio_attention_mask, text_attention_mask)
+        audio = self.get_audio_features(input_values, audio_attention_mask, output_hidden_states)
+        text = self.get_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states)
 
-        pooled, audio_attentions, text_attentions = self._fuse(
-            audio_states, audio_mask, text_states, text_mask, output_attentions
-        )
+        fused = self.fuse(audio, text, output_attentions, output_hidden_states, **kwargs)
+        pooled = fused.pooler_output
         logits = self.classifier(self.dropout(pooled))
 
         loss = classification_loss = aux_losses = None
         if labels is not None:
-            classification_loss = F.cross_entropy(logits, labels)
+            classification_loss = F.cross_entropy(logits.float(), labels)
             loss = classification_loss
             if self.training and len(labels) > 1:
-                aux_losses = self._auxiliary_losses(audio_states, audio_mask, text_states, text_mask, pooled, labels)
+                aux_losses = self._auxiliary_losses(audio, text, pooled, labels)
                 loss = loss + sum(self.config.aux_loss_weights[task] * value for task, value in aux_losses.items())
         return MEROutput(
             loss=loss,
@@ -333,87 +640,19 @@ class MERModel(MERPreTrainedModel):
             classification_loss=classification_loss,
             aux_losses=aux_losses,
             pooled_output=pooled,
-            audio_frame_mask=audio_mask,
-            audio_attentions=audio_attentions,
-            text_attentions=text_attentions,
+            audio_frame_mask=audio.attention_mask,
+            hidden_states=fused.hidden_states,
+            audio_encoder_hidden_states=audio.hidden_states,
+            text_encoder_hidden_states=text.hidden_states,
+            audio_attentions=fused.audio_attentions,
+            text_attentions=fused.text_attentions,
         )
 
-    def _encode_audio(
-        self, input_values: torch.Tensor, sample_mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns projected frames `(B, T, H)` and their mask `(B, T)`."""
-        if input_values.dim() != 2:
-            raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}.")
-        if sample_mask is None:
-            sample_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
-        lengths = sample_mask.sum(dim=-1)
-        too_short = (lengths < self.config.audio_receptive_field).nonzero().flatten().tolist()
-        if too_short:
-            items = "; ".join(f"item {index} has {int(lengths[index])} samples" for index in too_short)
-            raise ValueError(
-                f"Audio too short for the audio encoder, which needs at least {self.config.audio_receptive_field} "
-                f"samples for one frame: {items}."
-            )
-        encoder_mask = sample_mask if self.config.audio_encoder_takes_mask else None
-        outputs = self.audio_encoder(
-            input_values, attention_mask=encoder_mask, output_hidden_states=self.layer_weights is not None
-        )
-        if self.layer_weights is not None:
-            layers = torch.stack(outputs.hidden_states, dim=0)  # (layers, B, T, Ha)
-            weights = self.layer_weights.softmax(dim=0).to(layers.dtype)
-            states = (weights[:, None, None, None] * layers).sum(dim=0)
-        else:
-            states = outputs.last_hidden_state  # (B, T, Ha)
-        mask = audio_frame_mask(sample_mask, self.config.audio_config, states.shape[1])
-        return self.audio_projection(states), mask
-
-    def _encode_text(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        audio_batch_size: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns projected tokens `(B, L, H)` and their mask `(B, L)`."""
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, tokens), got shape {tuple(input_ids.shape)}.")
-        if len(input_ids) != audio_batch_size:
-            raise ValueError(f"The batch has {audio_batch_size} audio items but {len(input_ids)} transcripts.")
-        limit = getattr(self.config.text_config, "max_position_embeddings", None)
-        if limit is not None and input_ids.shape[1] > limit:
-            raise ValueError(
-                f"Transcripts of {input_ids.shape[1]} tokens are longer than the text encoder's {limit} positions; "
-                f"truncate them, e.g. processor(..., max_text_length={limit})."
-            )
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        states = self.text_encoder(input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        return self.text_projection(states), attention_mask.bool()
-
-    def _fuse(
-        self,
-        audio: torch.Tensor,
-        audio_mask: torch.Tensor,
-        text: torch.Tensor,
-        text_mask: torch.Tensor,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        """Fuses the two streams and pools them: `(B, 2H)`."""
-        audio, text, audio_attentions, text_attentions = self.fusion(
-            audio, audio_mask, text, text_mask, output_attentions
-        )
-        pooled = torch.cat([masked_mean(audio, audio_mask), masked_mean(text, text_mask)], dim=-1)
-        return pooled, audio_attentions, text_attentions
+    def _config_default(self, name: str, value: bool | None) -> bool:
+        return bool(getattr(self.config, name, False)) if value is None else value
 
     def _auxiliary_losses(
-        self,
-        audio: torch.Tensor,
-        audio_mask: torch.Tensor,
-        text: torch.Tensor,
-        text_mask: torch.Tensor,
-        matched_pooled: torch.Tensor,
-        labels: torch.Tensor,
+        self, audio: MERFeaturesOutput, text: MERFeaturesOutput, matched_pooled: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Pairs audio i with the text of utterance `partner[i] != i` and fuses the mismatched pairs once.
 
@@ -425,18 +664,35 @@ class MERModel(MERPreTrainedModel):
         if not (self.config.use_cross_pair_task or self.config.use_consistency_task):
             return {}  # no mismatched fusion when no task needs it
         partner = _random_derangement(len(labels), labels.device)
-        mismatched_pooled, _, _ = self._fuse(audio, audio_mask, text[partner], text_mask[partner])
-        mismatched_pooled = self.dropout(mismatched_pooled)
+        partner_text = MERFeaturesOutput(
+            last_hidden_state=text.last_hidden_state[partner], attention_mask=text.attention_mask[partner]
+        )
+        mismatched = self.dropout(self.fuse(audio, partner_text).pooler_output)
         losses = {}
         if self.config.use_cross_pair_task:
             losses["cross_pair"] = F.cross_entropy(
-                self.cross_pair_audio_head(mismatched_pooled), labels
-            ) + F.cross_entropy(self.cross_pair_text_head(mismatched_pooled), labels[partner])
+                self.cross_pair_audio_head(mismatched).float(), labels
+            ) + F.cross_entropy(self.cross_pair_text_head(mismatched).float(), labels[partner])
         if self.config.use_consistency_task:
-            pooled = torch.cat([self.dropout(matched_pooled), mismatched_pooled])  # (2B, 2H)
-            same = torch.cat([torch.ones_like(labels), (labels == labels[partner]).long()]).to(pooled.dtype)
-            losses["consistency"] = F.binary_cross_entropy_with_logits(self.consistency_head(pooled).squeeze(-1), same)
+            pooled = torch.cat([self.dropout(matched_pooled), mismatched])  # (2B, 2H)
+            same = torch.cat([torch.ones_like(labels), (labels == labels[partner]).long()]).float()
+            losses["consistency"] = F.binary_cross_entropy_with_logits(
+                self.consistency_head(pooled).squeeze(-1).float(), same
+            )
         return losses
+
+
+def _projected(
+    projection: nn.Linear, states: torch.Tensor, mask: torch.Tensor, hidden_states: tuple | None
+) -> MERFeaturesOutput:
+    """An encoder's states `(B, T, Ha)` projected to the fusion size, with their mask and masked mean."""
+    projected = projection(states.to(projection.weight.dtype))  # (B, T, H)
+    return MERFeaturesOutput(
+        last_hidden_state=projected,
+        attention_mask=mask,
+        pooler_output=masked_mean(projected, mask),
+        hidden_states=hidden_states,
+    )
 
 
 def _random_derangement(size: int, device: torch.device) -> torch.Tensor:

@@ -8,7 +8,7 @@ from numbers import Integral
 
 import torch
 from torch.nn import functional as F
-from transformers import AutoFeatureExtractor, AutoTokenizer, BatchFeature
+from transformers import AutoFeatureExtractor, AutoTokenizer, BatchFeature, PretrainedConfig
 from transformers.processing_utils import ProcessorMixin
 
 __all__ = ["MERProcessor", "resample", "to_mono_float32"]
@@ -44,6 +44,17 @@ class MERProcessor(ProcessorMixin):
         feature_extractor = AutoFeatureExtractor.from_pretrained(audio_model_name_or_path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(text_model_name_or_path, **kwargs)
         return cls(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+    @classmethod
+    def _load_tokenizer_from_pretrained(
+        cls, sub_processor_type, pretrained_model_name_or_path, subfolder="", **kwargs
+    ):
+        # The tokenizer's own files name its class. Without a config given, AutoTokenizer would load the MER model's
+        # config (custom code) only to look for a tokenizer class there, and ask whether to trust that code.
+        kwargs.setdefault("config", PretrainedConfig())
+        return super()._load_tokenizer_from_pretrained(
+            sub_processor_type, pretrained_model_name_or_path, subfolder=subfolder, **kwargs
+        )
 
     @property
     def sampling_rate(self) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from conftest import speech_like
+from transformers import dynamic_module_utils
 
 from modeling_mer import MERProcessor
 
@@ -25,7 +26,7 @@ import importlib.util, json, sys
 sys.path.append({site_packages!r})
 assert importlib.util.find_spec("modeling_mer") is None, "the repository is importable"
 import numpy as np, torch
-from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, AutoProcessor
+from transformers import AutoConfig, AutoModel, AutoProcessor
 
 model_dir, inputs_dir = sys.argv[1], sys.argv[2]
 audio = [np.load(f"{{inputs_dir}}/audio{{i}}.npy") for i in range(2)]
@@ -35,10 +36,11 @@ processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
 inputs = processor(audio=audio, text=text, sampling_rate=44100)
 report = {{"config": type(config).__name__, "processor": type(processor).__name__}}
 report["fusion_num_layers"] = config.fusion_num_layers
-for auto_class in (AutoModel, AutoModelForAudioClassification):
-    model = auto_class.from_pretrained(model_dir, trust_remote_code=True).eval()
-    with torch.no_grad():
-        report[auto_class.__name__] = {{"class": type(model).__name__, "logits": model(**inputs).logits.tolist()}}
+model = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
+with torch.no_grad():
+    report["class"] = type(model).__name__
+    report["logits"] = model(**inputs).logits.tolist()
+    report["tuple_logits"] = model(**inputs, return_dict=False)[0].tolist()
 print(json.dumps(report))
 """
 
@@ -78,11 +80,26 @@ def test_round_trip_in_a_clean_process(make_model, processor, tmp_path):
 
     assert report["config"] == "MERConfig" and report["processor"] == "MERProcessor"
     assert report["fusion_num_layers"] == 3
-    for auto_class in ("AutoModel", "AutoModelForAudioClassification"):
-        assert report[auto_class]["class"] == "MERModel"
-        difference = (torch.tensor(report[auto_class]["logits"]) - expected).abs().max().item()
-        print(f"round trip through {auto_class}: max |logit difference| = {difference:.2e}")
-        assert difference <= 1e-6
+    assert report["class"] == "MERModel"
+    difference = (torch.tensor(report["logits"]) - expected).abs().max().item()
+    print(f"round trip through AutoModel: max |logit difference| = {difference:.2e}")
+    assert difference <= 1e-6
+    assert report["tuple_logits"] == report["logits"]
+
+
+def test_saved_config_maps_only_what_works(make_model, tmp_path):
+    # A prediction needs the transcript, which pipeline("audio-classification") cannot pass: only AutoModel is mapped.
+    make_model().save_pretrained(tmp_path)
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map == {"AutoConfig": "configuration_mer.MERConfig", "AutoModel": "modeling_mer.MERModel"}
+
+
+def test_remote_code_refers_to_nothing_outside_itself():
+    # The files travel alone with every model: no pointer to documents or modules of this repository.
+    for path in sorted(MODEL_PACKAGE.glob("*_mer.py")):
+        text = path.read_text()
+        for outside in ("DESIGN", "STYLE", "README", "mer.", "train.py", "tests/", "bench"):
+            assert outside not in text, f"{path.name} mentions {outside!r}"
 
 
 def test_processor_round_trip_keeps_the_class_and_settings(processor, tmp_path):
@@ -91,6 +108,20 @@ def test_processor_round_trip_keeps_the_class_and_settings(processor, tmp_path):
     assert loaded.sampling_rate == 16000
     assert loaded.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
     assert loaded.feature_extractor.return_attention_mask
+
+
+def test_processor_loads_beside_a_saved_model_without_asking_to_trust_code(
+    make_model, processor, tmp_path, monkeypatch
+):
+    # The tokenizer's class is in its own files: loading it must not execute (or ask about) the model's config code.
+    make_model().save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+
+    prompts = []
+    monkeypatch.setattr(dynamic_module_utils, "input", lambda *args: prompts.append(args) or "n", raising=False)
+    loaded = MERProcessor.from_pretrained(tmp_path)
+    assert prompts == []
+    assert loaded.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
 
 
 def test_hub_code_imports_only_torch_transformers_and_the_standard_library():

@@ -156,10 +156,10 @@ import importlib.util, json, sys
 sys.path.append({site_packages!r})
 assert importlib.util.find_spec("modeling_mer") is None and importlib.util.find_spec("mer") is None
 import numpy as np, torch
-from transformers import AutoModelForAudioClassification, AutoProcessor
+from transformers import AutoModel, AutoProcessor
 
 model_dir, inputs = sys.argv[1], np.load(sys.argv[2], allow_pickle=True)
-model = AutoModelForAudioClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+model = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
 rows = []
 for wave, text, utterance in zip(inputs["audio"], inputs["text"], inputs["id"]):
