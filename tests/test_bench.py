@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is a directory of the repository, not part of the installed package
 
-from bench import data_path, inference, mfu, padding, training  # noqa: E402
+from bench import data_path, deploy, inference, mfu, padding, training  # noqa: E402
 
 MACHINE_KEYS = {"cpu", "logical_cores", "torch_threads", "device", "torch", "transformers", "date", "bf16"}
 
@@ -37,6 +37,14 @@ def test_inference_times_every_part_for_each_k(tmp_path):
         assert {"utterances_per_second", "real_time_factor", "ratio_to_encoders", "meets_fusion_target"} <= set(entry)
     assert results["modes"]["batch 1"]["audio_padding_share"] == 0.0
     assert isinstance(results["fusion_target_met"], bool)
+
+
+def test_deploy_compares_onnxruntime_with_eager(tmp_path):
+    results = run_quick(deploy, tmp_path / "deploy.json")["results"]
+    for runtime in ("eager", "onnxruntime"):
+        assert results[runtime]["utterances_per_second"] > 0 and results[runtime]["real_time_factor"] > 0
+    assert results["speedup_onnxruntime_over_eager"] > 0
+    assert results["max_abs_logit_difference"] <= 1e-4  # the same answers, whatever the speed
 
 
 def test_mfu_counts_flops_and_compares_variants(tmp_path):
