@@ -179,7 +179,10 @@ def prepare_fold(accelerator, args, corpus: Corpus, split: FoldSplit, processor,
         sampler=sampler,
         drop_last=True,  # every training batch is full: the auxiliary tasks need two utterances, DDP a fixed graph
         collate_fn=MERCollator(
-            processor, max_audio_seconds=args.max_audio_seconds, modality_dropout=model.config.modality_dropout
+            processor,
+            max_audio_seconds=args.max_audio_seconds,
+            window_seconds=model.config.audio_max_seconds,
+            modality_dropout=model.config.modality_dropout,
         ),
         num_workers=args.num_workers,
     )
@@ -260,14 +263,23 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
 
 def whole_utterance_loader(args, corpus, dataset, processor, config: MERConfig, keep_only=None) -> DataLoader:
     """Whole utterances, each exactly once. For audio encoders that are not given the sample mask, a batch holds
-    only utterances of one length: padding would reach their group norm and self-attention and change predictions."""
+    only utterances of one length: padding would reach their group norm and self-attention and change predictions.
+    Utterances longer than the audio encoder's window (Whisper: 30 s) are evaluated on their first window."""
+    durations = corpus.durations_of(dataset)
+    window = config.audio_max_seconds
+    longer = sum(duration > window for duration in durations) if window is not None else 0
+    if longer:
+        logger.warning(
+            f"{longer} of {len(durations)} utterances are longer than the audio encoder's {window:.0f} s window: "
+            f"they are evaluated on their first {window:.0f} s."
+        )
     batches = evaluation_batches(
-        corpus.durations_of(dataset), args.eval_batch_size, equal_lengths_only=not config.audio_encoder_takes_mask
+        durations, args.eval_batch_size, equal_lengths_only=not config.audio_encoder_takes_mask
     )
     return DataLoader(
         UtteranceDataset(dataset, *corpus.columns, with_index=True),
         batch_sampler=batches,
-        collate_fn=MERCollator(processor, keep_only=keep_only),
+        collate_fn=MERCollator(processor, window_seconds=window, keep_only=keep_only),
         num_workers=args.num_workers,
     )
 

@@ -63,7 +63,11 @@ class Arguments:
     )
     # Model
     audio_model: str = field(
-        default="facebook/wav2vec2-base", metadata={"help": "Audio encoder: Hub id or directory."}
+        default="facebook/wav2vec2-base",
+        metadata={
+            "help": "Audio encoder: Hub id or directory of a wav2vec2-style model (wav2vec2, HuBERT, WavLM, "
+            "data2vec-audio) or of a Whisper model (its encoder is used)."
+        },
     )
     text_model: str = field(default="bert-base-uncased", metadata={"help": "Text encoder: Hub id or directory."})
     config_overrides: str | None = field(
@@ -196,11 +200,19 @@ def parse_config_overrides(text: str | None) -> dict:
 
 
 def load_model_configs(audio_model: str, text_model: str) -> None:
-    """Fails early, naming the model, when an encoder cannot be found or read."""
+    """Fails early, naming the model, when an encoder cannot be found or read, or is not of a kind MER can use (an
+    audio family of `AUDIO_FAMILIES`, a text encoder)."""
     from transformers import AutoConfig
 
+    from modeling_mer import MERConfig
+
+    configs = {}
     for role, name in (("audio", audio_model), ("text", text_model)):
         try:
-            AutoConfig.from_pretrained(name)
+            configs[role] = AutoConfig.from_pretrained(name)
         except (OSError, ValueError) as error:
             raise ValueError(f"Cannot load the {role} model {name!r}: {error}") from error
+    try:
+        MERConfig(audio_config=configs["audio"], text_config=configs["text"])
+    except ValueError as error:
+        raise ValueError(f"--audio_model {audio_model!r} / --text_model {text_model!r}: {error}") from error

@@ -164,6 +164,8 @@ class MERCollator:
         processor: the [`MERProcessor`] (resampling, normalisation, padding, tokenisation).
         max_audio_seconds: crop longer audio to a random window of this length (training); `None` keeps whole
             utterances (evaluation).
+        window_seconds: the longest audio the audio encoder takes in one pass (Whisper: 30 s), or `None`. Audio
+            still longer after the training crop keeps its first `window_seconds`.
         keep_only: `"audio"` empties every transcript, `"text"` replaces every waveform by silence of the same
             length: the single-modality conditions of a fused model.
         modality_dropout: the share of utterances that lose one modality, the transcript or the audio with equal
@@ -173,6 +175,7 @@ class MERCollator:
 
     processor: object
     max_audio_seconds: float | None = None
+    window_seconds: float | None = None
     keep_only: str | None = None
     modality_dropout: float = 0.0
 
@@ -211,10 +214,11 @@ class MERCollator:
         return [MODALITIES[keep] if drop else None for drop, keep in zip(dropped, keeps, strict=True)]
 
     def _crop(self, wave: torch.Tensor, rate: int) -> torch.Tensor:
-        if self.max_audio_seconds is None:
-            return wave
-        keep = math.ceil(self.max_audio_seconds * rate)
-        if wave.shape[-1] <= keep:
-            return wave
-        start = int(torch.randint(0, wave.shape[-1] - keep + 1, ()).item())
-        return wave[..., start : start + keep]
+        if self.max_audio_seconds is not None:
+            keep = math.ceil(self.max_audio_seconds * rate)
+            if wave.shape[-1] > keep:
+                start = int(torch.randint(0, wave.shape[-1] - keep + 1, ()).item())
+                wave = wave[..., start : start + keep]
+        if self.window_seconds is not None:
+            wave = wave[..., : math.floor(self.window_seconds * rate)]
+        return wave

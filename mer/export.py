@@ -45,7 +45,14 @@ __all__ = [
 logger = logging.getLogger("export")
 
 ONNX_TOLERANCE = 1e-4  # max |onnxruntime logits - eager logits| accepted on the check batch
-INPUT_ORDER = ("input_values", "audio_attention_mask", "input_ids", "text_attention_mask", "token_type_ids")
+INPUT_ORDER = (
+    "input_values",
+    "input_features",
+    "audio_attention_mask",
+    "input_ids",
+    "text_attention_mask",
+    "token_type_ids",
+)
 
 
 class LogitsOnly(nn.Module):
@@ -57,14 +64,16 @@ class LogitsOnly(nn.Module):
 
     def forward(
         self,
-        input_values: torch.Tensor,
-        audio_attention_mask: torch.Tensor,
-        input_ids: torch.Tensor,
-        text_attention_mask: torch.Tensor,
+        input_values: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return self.model(
             input_values=input_values,
+            input_features=input_features,
             audio_attention_mask=audio_attention_mask,
             input_ids=input_ids,
             text_attention_mask=text_attention_mask,
@@ -76,6 +85,10 @@ def smallest_exportable_audio(model: MERModel) -> int:
     """Samples for two audio frames: `torch.export` specialises a dimension that is 1, so a graph whose frame count
     varies must start at 2 frames. (The ONNX graph, which has no such checks, still runs one-frame clips.)"""
     return model.config.audio_receptive_field + model.config.audio_frame_stride
+
+
+# Whisper towers read log-mel frames: two encoder frames take 3 of them, and the 30 s window holds 3000.
+WHISPER_MEL_FRAMES = (3, 3000)
 
 
 def dynamic_shapes(
@@ -103,11 +116,15 @@ def dynamic_shapes(
     if max_audio_samples is not None and max_audio_samples < min_audio_samples:
         raise ValueError(f"max_audio_samples={max_audio_samples} is below min_audio_samples={min_audio_samples}.")
     batch = Dim("batch", min=1)
-    samples = Dim("samples", min=min_audio_samples, max=max_audio_samples)
     # Two tokens at least ([CLS] and [SEP] of an empty transcript), at most the text encoder's positions.
     tokens = Dim("tokens", min=2, max=getattr(model.config.text_config, "max_position_embeddings", None))
-    by_kind = {"input_values": samples, "audio_attention_mask": samples}
-    return {name: {0: batch, 1: by_kind.get(name, tokens)} for name in input_names}
+    if model.config.audio_family == "whisper":
+        frames = Dim.DYNAMIC(min=WHISPER_MEL_FRAMES[0], max=WHISPER_MEL_FRAMES[1])
+        by_name = {"input_features": {0: batch, 2: frames}, "audio_attention_mask": {0: batch, 1: frames}}
+    else:
+        samples = Dim("samples", min=min_audio_samples, max=max_audio_samples)
+        by_name = {"input_values": {0: batch, 1: samples}, "audio_attention_mask": {0: batch, 1: samples}}
+    return {name: by_name.get(name, {0: batch, 1: tokens}) for name in input_names}
 
 
 def export_program(
@@ -127,10 +144,11 @@ def export_program(
     if model.training:
         raise ValueError("export_program needs a model in evaluation mode: call model.eval() first.")
     model.validate_inputs(
-        inputs["input_values"],
+        inputs.get("input_values"),
         inputs["input_ids"],
         inputs.get("audio_attention_mask"),
         inputs.get("text_attention_mask"),
+        inputs.get("input_features"),
     )
     names = [name for name in INPUT_ORDER if name in inputs]
     shapes = dynamic_shapes(model, names, min_audio_samples, max_audio_samples)

@@ -11,9 +11,26 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizer,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperModel,
+)
 
-__all__ = ["SPECIAL_TOKENS", "build_tiny_encoders", "tiny_audio_config", "tiny_text_config"]
+__all__ = [
+    "SPECIAL_TOKENS",
+    "build_tiny_encoders",
+    "build_tiny_whisper",
+    "tiny_audio_config",
+    "tiny_text_config",
+    "tiny_whisper_config",
+]
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -74,6 +91,42 @@ def build_tiny_encoders(out_dir: str | Path, words: Iterable[str], seed: int = 0
     )
     tokenizer.save_pretrained(text_dir)
     return audio_dir, text_dir
+
+
+def tiny_whisper_config(**overrides) -> WhisperConfig:
+    """A Whisper of width 32 with 2 encoder layers (and a 1-layer decoder, which MER leaves behind) on the real
+    80-bin log-mel front end and its full 30 s of positions, so that it frames audio exactly as Whisper does."""
+    settings = dict(
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=64,
+        vocab_size=64,
+        num_mel_bins=80,
+        max_source_positions=1500,
+        max_target_positions=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+    )
+    return WhisperConfig(**{**settings, **overrides})
+
+
+def build_tiny_whisper(out_dir: str | Path, seed: int = 0) -> Path:
+    """Saves a random-init tiny Whisper (encoder and decoder, as a Hub checkpoint has them) with Whisper's feature
+    extractor under `out_dir/tiny-whisper`; returns that directory, to pass where a Hub id would go."""
+    directory = Path(out_dir) / "tiny-whisper"
+    torch.manual_seed(seed)
+    WhisperModel(tiny_whisper_config()).save_pretrained(directory)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(directory)
+    return directory
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import math
 
 from transformers import AutoConfig, PretrainedConfig
 
-__all__ = ["MERConfig", "FUSION_DIRECTIONS", "AUX_TASKS", "DEFAULT_ID2LABEL"]
+__all__ = ["MERConfig", "AUDIO_FAMILIES", "AUX_TASKS", "DEFAULT_ID2LABEL", "FUSION_DIRECTIONS"]
 
 # Who queries whom in the fusion. `text_to_audio`: text information flows into the audio stream (audio frames are
 # the queries, words the keys and values); `audio_to_text` the reverse; `bidirectional` runs both in every layer.
@@ -15,18 +15,32 @@ FUSION_DIRECTIONS = ("text_to_audio", "audio_to_text", "bidirectional")
 # consistency. Both act on the fusion and only in training.
 AUX_TASKS = ("cross_pair", "consistency")
 DEFAULT_ID2LABEL = {0: "neutral", 1: "happy", 2: "angry", 3: "sad"}
+# The audio encoders MER can use, by family: what `audio_family` returns and the error message lists.
+AUDIO_FAMILIES = {
+    "wav2vec2": "wav2vec2-style models with a convolutional front end on the waveform (wav2vec2, HuBERT, WavLM, "
+    "data2vec-audio)",
+    "whisper": "Whisper encoders on log-mel features (any size; the decoder is not used)",
+}
+# Whisper's front end at 16 kHz, whatever the model size: log-mel frames of a 400-sample window every 160 samples,
+# two per encoder frame (its second convolution has stride 2).
+WHISPER_SAMPLING_RATE = 16000
+WHISPER_WINDOW = 400
+WHISPER_HOP_LENGTH = 160
+WHISPER_MEL_FRAMES_PER_FRAME = 2
 
 
 class MERConfig(PretrainedConfig):
     r"""
-    Configuration of [`MERModel`]: an audio encoder (wav2vec 2.0 style) and a text encoder (BERT style), each
-    projected to `fusion_hidden_size`, joined by `fusion_num_layers` cross-modal attention layers, pooled and
-    classified. With no arguments it describes a base-size model (wav2vec2-base + bert-base, K=2, four emotions).
+    Configuration of [`MERModel`]: an audio encoder (wav2vec 2.0 style or Whisper's) and a text encoder (BERT
+    style), each projected to `fusion_hidden_size`, joined by `fusion_num_layers` cross-modal attention layers,
+    pooled and classified. With no arguments it describes a base-size model (wav2vec2-base + bert-base, K=2, four
+    emotions).
 
     Args:
         audio_config (`dict` or `PretrainedConfig`, *optional*):
-            Config of the audio encoder. Any model `AutoModel` knows with a wav2vec2-style convolutional front end
-            (wav2vec2, HuBERT, WavLM, data2vec-audio). Defaults to `Wav2Vec2Config()`.
+            Config of the audio encoder: a model `AutoModel` knows with a wav2vec2-style convolutional front end
+            (wav2vec2, HuBERT, WavLM, data2vec-audio), or a Whisper config (its encoder is used, on log-mel
+            features). Defaults to `Wav2Vec2Config()`.
         text_config (`dict` or `PretrainedConfig`, *optional*):
             Config of the text encoder (BERT, RoBERTa, ...). Defaults to `BertConfig()`.
         fusion_hidden_size (`int`, *optional*, defaults to 256):
@@ -44,8 +58,11 @@ class MERConfig(PretrainedConfig):
         use_weighted_layer_sum (`bool`, *optional*, defaults to `False`):
             Feed the fusion a learned softmax-weighted sum of all audio encoder layers instead of the last one.
         freeze_feature_encoder (`bool`, *optional*, defaults to `True`):
-            Keep the convolutional feature encoder of the audio model frozen (common practice when fine-tuning
-            wav2vec 2.0 on small corpora).
+            Keep the convolutional front end of the audio model frozen (wav2vec2's feature encoder, Whisper's two
+            convolutions): common practice when fine-tuning on small corpora.
+        freeze_audio_encoder (`bool` or `int`, *optional*, defaults to `False`):
+            `True` freezes the whole audio encoder (a frozen-feature model: only projections, fusion and heads
+            learn); an integer `n` freezes its front end and its lowest `n` transformer layers.
         use_cross_pair_task (`bool`, *optional*, defaults to `True`):
             Auxiliary task 1: fuse audio i with the text of another utterance j and predict both labels.
         use_consistency_task (`bool`, *optional*, defaults to `True`):
@@ -70,8 +87,8 @@ class MERConfig(PretrainedConfig):
 
     Raises:
         ValueError: naming the field, for heads that do not divide the size, an unknown direction, K < 1, a fusion
-            or modality dropout outside [0, 1), unknown or negative auxiliary weights, label maps that disagree, or an
-            audio config without a convolutional front end.
+            or modality dropout outside [0, 1), unknown or negative auxiliary weights, label maps that disagree, an
+            audio config of no supported family (`AUDIO_FAMILIES`), or a text config that is not a text model.
     """
 
     model_type = "mer"
@@ -90,6 +107,7 @@ class MERConfig(PretrainedConfig):
         fusion_direction: str = "bidirectional",
         use_weighted_layer_sum: bool = False,
         freeze_feature_encoder: bool = True,
+        freeze_audio_encoder: bool | int = False,
         use_cross_pair_task: bool = True,
         use_consistency_task: bool = True,
         aux_loss_weights: dict[str, float] | None = None,
@@ -108,6 +126,7 @@ class MERConfig(PretrainedConfig):
         self.fusion_direction = fusion_direction
         self.use_weighted_layer_sum = use_weighted_layer_sum
         self.freeze_feature_encoder = freeze_feature_encoder
+        self.freeze_audio_encoder = freeze_audio_encoder
         self.use_cross_pair_task = use_cross_pair_task
         self.use_consistency_task = use_consistency_task
         self.aux_loss_weights = (
@@ -123,7 +142,7 @@ class MERConfig(PretrainedConfig):
         super().__init__(**kwargs)
         self._check_fusion()
         self._check_labels(num_labels)
-        self._check_audio_front_end()
+        self._check_encoders()
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> MERConfig:
@@ -184,19 +203,39 @@ class MERConfig(PretrainedConfig):
         else:
             self.label2id = inverse
 
-    def _check_audio_front_end(self) -> None:
-        for field in ("conv_kernel", "conv_stride", "hidden_size"):
-            if not hasattr(self.audio_config, field):
-                raise ValueError(
-                    f"audio_config ({self.audio_config.model_type}) has no `{field}`: the audio encoder must be a "
-                    "wav2vec2-style model with a convolutional front end (wav2vec2, HuBERT, WavLM, data2vec-audio)."
-                )
-        if len(self.audio_config.conv_kernel) != len(self.audio_config.conv_stride):
+    def _check_encoders(self) -> None:
+        family = self.audio_family  # raises for an unsupported audio encoder
+        if family == "wav2vec2" and len(self.audio_config.conv_kernel) != len(self.audio_config.conv_stride):
             raise ValueError("audio_config.conv_kernel and audio_config.conv_stride must have the same length.")
+        frozen = self.freeze_audio_encoder
+        if not isinstance(frozen, (bool, int)) or (not isinstance(frozen, bool) and frozen < 0):
+            raise ValueError(f"freeze_audio_encoder must be True, False or a number of layers >= 0, got {frozen!r}.")
+        text = self.text_config
+        speech = hasattr(text, "num_mel_bins") or hasattr(text, "conv_kernel")
+        if speech or getattr(text, "vocab_size", None) is None or getattr(text, "is_encoder_decoder", False):
+            raise ValueError(
+                f"text_config ({text.model_type}) is not a text encoder: the text tower must be a BERT-style model "
+                "(BERT, RoBERTa, DistilBERT, ...). Speech models go in audio_config."
+            )
+
+    @property
+    def audio_family(self) -> str:
+        """`"whisper"` or `"wav2vec2"` (see `AUDIO_FAMILIES`): how the audio tower reads audio and frames it."""
+        if self.audio_config.model_type == "whisper":
+            return "whisper"
+        if all(hasattr(self.audio_config, field) for field in ("conv_kernel", "conv_stride", "hidden_size")):
+            return "wav2vec2"
+        supported = "; ".join(AUDIO_FAMILIES.values())
+        raise ValueError(
+            f"audio_config ({self.audio_config.model_type}) is not a supported audio encoder. Supported: {supported}."
+        )
 
     @property
     def audio_receptive_field(self) -> int:
-        """Samples the audio front end needs to produce one frame (400 for wav2vec2-base at 16 kHz)."""
+        """Samples the audio front end needs to produce one frame (400 for wav2vec2-base at 16 kHz, and for Whisper:
+        one log-mel analysis window)."""
+        if self.audio_family == "whisper":
+            return WHISPER_WINDOW
         field, jump = 1, 1
         for kernel, stride in zip(self.audio_config.conv_kernel, self.audio_config.conv_stride, strict=True):
             field += (kernel - 1) * jump
@@ -205,14 +244,31 @@ class MERConfig(PretrainedConfig):
 
     @property
     def audio_frame_stride(self) -> int:
-        """Samples between two audio frames (320 for wav2vec2-base: 50 frames per second at 16 kHz)."""
+        """Samples between two audio frames (320 for wav2vec2-base and for Whisper: 50 frames per second at 16 kHz)."""
+        if self.audio_family == "whisper":
+            return WHISPER_HOP_LENGTH * WHISPER_MEL_FRAMES_PER_FRAME
         return math.prod(self.audio_config.conv_stride)
 
     @property
+    def audio_max_samples(self) -> int | None:
+        """The longest audio the encoder takes in one pass (Whisper: its 30 s window), or None when unbounded."""
+        if self.audio_family == "whisper":
+            return self.audio_config.max_source_positions * self.audio_frame_stride
+        return None
+
+    @property
+    def audio_max_seconds(self) -> float | None:
+        """`audio_max_samples` in seconds (Whisper: 30.0), or None when unbounded."""
+        samples = self.audio_max_samples
+        return None if samples is None else samples / WHISPER_SAMPLING_RATE
+
+    @property
     def audio_encoder_takes_mask(self) -> bool:
-        """Whether the audio encoder should be given the sample mask. Encoders with a group-norm front end
-        (wav2vec2-base, HuBERT-base) were pre-trained on zero-padded batches without one; MER still excludes their
-        padding frames from attention and pooling."""
+        """Whether the audio encoder should be given the mask. Encoders with a group-norm front end (wav2vec2-base,
+        HuBERT-base) were pre-trained on zero-padded batches without one; MER still excludes their padding frames
+        from attention and pooling. MER runs Whisper's encoder with the mask of its log-mel frames."""
+        if self.audio_family == "whisper":
+            return True
         return getattr(self.audio_config, "feat_extract_norm", "layer") == "layer"
 
 

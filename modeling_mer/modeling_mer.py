@@ -10,20 +10,23 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, is_torchdynamo_compiling, logging
 
-from .configuration_mer import MERConfig
+from .configuration_mer import WHISPER_HOP_LENGTH, WHISPER_MEL_FRAMES_PER_FRAME, MERConfig
 
 __all__ = [
     "MERFeaturesOutput",
     "MERModel",
     "MEROutput",
     "MERPreTrainedModel",
+    "MERWhisperEncoder",
     "audio_frame_mask",
     "masked_mean",
 ]
@@ -105,12 +108,17 @@ class MEROutput(ModelOutput):
 
 
 def audio_frame_mask(sample_mask: torch.Tensor, audio_config: PretrainedConfig, num_frames: int) -> torch.BoolTensor:
-    """Turns a `(batch, samples)` mask of real (1) and padded (0) samples, padded on the right, into a
-    `(batch, num_frames)` mask of the encoder frames whose receptive field lies within the real samples.
+    """Turns a `(batch, length)` mask of the audio encoder's input, real (1) and padded (0), padded on the right, into
+    a `(batch, num_frames)` mask of the encoder frames whose receptive field lies within the real input.
 
-    Applies the output-length formula of each convolution of the front end, `floor((length - kernel) / stride) + 1`,
-    then of the adapter layers when the config has them, as wav2vec2, HuBERT and WavLM compute their frames."""
+    wav2vec2-style encoders (input: samples): the output-length formula of each convolution of the front end,
+    `floor((length - kernel) / stride) + 1`, then of the adapter layers when the config has them, as wav2vec2, HuBERT
+    and WavLM compute their frames. Whisper (input: log-mel frames): its stride-2 convolution,
+    `floor((length - 1) / 2) + 1`."""
     lengths = sample_mask.sum(dim=-1)
+    if audio_config.model_type == "whisper":
+        lengths = torch.div(lengths - 1, WHISPER_MEL_FRAMES_PER_FRAME, rounding_mode="floor") + 1
+        return torch.arange(num_frames, device=sample_mask.device)[None, :] < lengths[:, None]
     for kernel, stride in zip(audio_config.conv_kernel, audio_config.conv_stride, strict=True):
         lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
     if getattr(audio_config, "add_adapter", False):
@@ -282,6 +290,76 @@ class MERFusion(nn.Module):
         )
 
 
+class MERWhisperEncoder(WhisperEncoder):
+    """Whisper's encoder, run on the length of the batch instead of a 30-second window.
+
+    Stock Whisper pads every input to 30 s (3000 log-mel frames) and attends over the padding; MER runs the same
+    weights on the batch's own log-mel frames (up to 3000), with the first positional embeddings, and masks the
+    padding of shorter items: the two convolutions see zeros beyond an item's end, as they do at the end of the
+    item alone, and self-attention never attends to padded frames. So a batched item gets exactly the frames it
+    gets alone, and a full 30 s window gets exactly what stock Whisper gives. Its parameters are Whisper's encoder's,
+    under the same names.
+    """
+
+    @classmethod
+    def from_whisper(cls, whisper: PreTrainedModel) -> MERWhisperEncoder:
+        """The encoder of a loaded Whisper model (`WhisperModel` or `WhisperForConditionalGeneration`), as this
+        class, sharing its weights, dtype, device and attention implementation; the decoder is left behind."""
+        encoder = whisper.get_encoder()
+        encoder.__class__ = cls  # same modules and parameters: only `forward` differs
+        return encoder
+
+    def freeze_feature_encoder(self) -> None:
+        """Stops gradients through the two convolutions of the front end (the positional embeddings never learn)."""
+        for module in (self.conv1, self.conv2):
+            module.requires_grad_(False)
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutput:
+        r"""
+        Args:
+            input_features (`torch.FloatTensor` of shape `(batch_size, num_mel_bins, num_mel_frames)`):
+                Log-mel features as Whisper's feature extractor computes them, each item on its own length and
+                zero-padded on the right to the batch's longest ([`MERProcessor`] does this); at most
+                `2 * max_source_positions` frames.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, num_mel_frames)`, *optional*):
+                1 for real log-mel frames, 0 for padding.
+            output_hidden_states (`bool`, *optional*):
+                Also return the embeddings and every layer's output (the last one after the final layer norm).
+        """
+        frames = input_features.shape[-1]
+        if not is_torchdynamo_compiling() and frames > WHISPER_MEL_FRAMES_PER_FRAME * self.max_source_positions:
+            raise ValueError(
+                f"input_features has {frames} log-mel frames; Whisper's encoder takes at most "
+                f"{WHISPER_MEL_FRAMES_PER_FRAME * self.max_source_positions} (its 30 s window)."
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones(input_features.shape[::2], dtype=torch.long, device=input_features.device)
+        mel_mask = attention_mask[:, None, :].to(input_features.dtype)
+        states = nn.functional.gelu(self.conv1(input_features * mel_mask)) * mel_mask
+        states = nn.functional.gelu(self.conv2(states)).permute(0, 2, 1)  # (B, T, H)
+        frame_mask = audio_frame_mask(attention_mask, self.config, states.shape[1])
+        states = states + self.embed_positions.weight[: states.shape[1]]
+        states = nn.functional.dropout(states, p=self.dropout, training=self.training)
+        mask = create_bidirectional_mask(self.config, states, frame_mask)
+        hidden_states = [states]
+        for layer in self.layers:
+            if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:
+                continue  # LayerDrop, as Whisper trains it
+            states = layer(states, mask, **kwargs)
+            hidden_states.append(states)
+        states = self.layer_norm(states)
+        hidden_states[-1] = states
+        return BaseModelOutput(
+            last_hidden_state=states, hidden_states=tuple(hidden_states) if output_hidden_states else None
+        )
+
+
 class MERPreTrainedModel(PreTrainedModel):
     config_class = MERConfig
     base_model_prefix = "mer"
@@ -347,7 +425,13 @@ class MERModel(MERPreTrainedModel):
         text_encoder: PreTrainedModel | None = None,
     ):
         super().__init__(config)
-        self.audio_encoder = audio_encoder if audio_encoder is not None else AutoModel.from_config(config.audio_config)
+        if audio_encoder is None:
+            audio_encoder = (
+                MERWhisperEncoder(config.audio_config)
+                if config.audio_family == "whisper"
+                else AutoModel.from_config(config.audio_config)
+            )
+        self.audio_encoder = audio_encoder
         self.text_encoder = text_encoder if text_encoder is not None else AutoModel.from_config(config.text_config)
         # BERT's pooler is never used (MER pools tokens itself); dropping it keeps DDP free of unused parameters.
         if getattr(self.text_encoder, "pooler", None) is not None:
@@ -356,7 +440,7 @@ class MERModel(MERPreTrainedModel):
         config.audio_config, config.text_config = self.audio_encoder.config, self.text_encoder.config
 
         hidden = config.fusion_hidden_size
-        num_audio_layers = config.audio_config.num_hidden_layers + 1  # the CNN output and every transformer layer
+        num_audio_layers = config.audio_config.num_hidden_layers + 1  # the front end's output and every layer
         self.layer_weights = nn.Parameter(torch.ones(num_audio_layers)) if config.use_weighted_layer_sum else None
         self.audio_projection = nn.Linear(config.audio_config.hidden_size, hidden)
         self.text_projection = nn.Linear(config.text_config.hidden_size, hidden)
@@ -370,6 +454,8 @@ class MERModel(MERPreTrainedModel):
 
         if config.freeze_feature_encoder:
             self.freeze_feature_encoder()
+        if config.freeze_audio_encoder is not False:
+            self.freeze_audio_encoder(None if config.freeze_audio_encoder is True else config.freeze_audio_encoder)
         self.post_init()
 
     @classmethod
@@ -383,13 +469,31 @@ class MERModel(MERPreTrainedModel):
     ) -> MERModel:
         """Builds a model around two pretrained encoders (Hub ids or local directories).
 
-        `audio_kwargs` / `text_kwargs` go to each encoder's `AutoModel.from_pretrained` (e.g. `revision`, `dtype`);
-        `config_kwargs` to [`MERConfig`] (fusion size, K, heads, `id2label`, ...). The projections, fusion and heads
-        are new and randomly initialised: the model needs fine-tuning before its predictions mean anything. When both
-        encoders are loaded in one dtype (say bf16), the new modules are created in it too.
+        The audio model is a wav2vec2-style model (wav2vec2, HuBERT, WavLM, data2vec-audio) or a Whisper model of any
+        size, of which only the encoder is kept. `audio_kwargs` / `text_kwargs` go to each encoder's
+        `AutoModel.from_pretrained` (e.g. `revision`, `dtype`); `config_kwargs` to [`MERConfig`] (fusion size, K,
+        heads, `id2label`, ...). The projections, fusion and heads are new and randomly initialised: the model needs
+        fine-tuning before its predictions mean anything. When both encoders are loaded in one dtype (say bf16), the
+        new modules are created in it too.
+
+        Raises:
+            ValueError: an audio model of no supported family or a text model that is not a text encoder, before
+                any weight is loaded.
         """
-        audio_encoder = AutoModel.from_pretrained(audio_model_name_or_path, **(audio_kwargs or {}))
-        text_encoder = AutoModel.from_pretrained(text_model_name_or_path, **(text_kwargs or {}))
+        audio_kwargs, text_kwargs = dict(audio_kwargs or {}), dict(text_kwargs or {})
+        hub = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "trust_remote_code")
+        MERConfig(  # checks both encoders' kinds from their configs alone
+            audio_config=AutoConfig.from_pretrained(
+                audio_model_name_or_path, **{key: audio_kwargs[key] for key in hub if key in audio_kwargs}
+            ),
+            text_config=AutoConfig.from_pretrained(
+                text_model_name_or_path, **{key: text_kwargs[key] for key in hub if key in text_kwargs}
+            ),
+        )
+        audio_encoder = AutoModel.from_pretrained(audio_model_name_or_path, **audio_kwargs)
+        if audio_encoder.config.model_type == "whisper":
+            audio_encoder = MERWhisperEncoder.from_whisper(audio_encoder)
+        text_encoder = AutoModel.from_pretrained(text_model_name_or_path, **text_kwargs)
         # Copies: building the config must not reset the attention implementation the encoders were loaded with.
         config = MERConfig(
             audio_config=audio_encoder.config.to_dict(), text_config=text_encoder.config.to_dict(), **config_kwargs
@@ -414,6 +518,34 @@ class MERModel(MERPreTrainedModel):
             raise ValueError(f"{type(self.audio_encoder).__name__} has no convolutional feature encoder to freeze.")
         freeze()
 
+    def freeze_audio_encoder(self, num_layers: int | None = None) -> None:
+        """Stops gradients through the whole audio encoder (`num_layers=None`), or through its front end and its
+        lowest `num_layers` transformer layers; the layers above, and the final layer norm after them, still learn.
+
+        Raises:
+            ValueError: `num_layers` outside `[0, number of layers]`.
+        """
+        layers = self._audio_layers()
+        if num_layers is None or num_layers == len(layers):
+            self.audio_encoder.requires_grad_(False)
+            return
+        if not 0 <= num_layers <= len(layers):
+            raise ValueError(f"freeze_audio_encoder={num_layers}: the audio encoder has {len(layers)} layers.")
+        learning = [layers[index] for index in range(num_layers, len(layers))]
+        final_norm = getattr(self.audio_encoder, "layer_norm", None)  # Whisper's, after its last layer
+        if getattr(self.config.audio_config, "do_stable_layer_norm", False):
+            final_norm = self.audio_encoder.encoder.layer_norm  # pre-norm wav2vec2 (large): after its last layer
+        learning += [final_norm] if final_norm is not None else []
+        keep = {id(parameter) for module in learning for parameter in module.parameters()}
+        for parameter in self.audio_encoder.parameters():
+            if id(parameter) not in keep:
+                parameter.requires_grad_(False)
+
+    def _audio_layers(self) -> nn.ModuleList:
+        """The audio encoder's transformer layers."""
+        encoder = self.audio_encoder
+        return encoder.layers if isinstance(encoder, WhisperEncoder) else encoder.encoder.layers
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         # Only AutoModel: a prediction needs the transcript, which the audio-classification pipeline cannot pass.
         module = type(self).__module__.rsplit(".", 1)[-1]
@@ -424,68 +556,119 @@ class MERModel(MERPreTrainedModel):
 
     def validate_inputs(
         self,
-        input_values: torch.Tensor,
-        input_ids: torch.Tensor,
+        input_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
         audio_attention_mask: torch.Tensor | None = None,
         text_attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
     ) -> None:
         """Checks a batch before it reaches the encoders; `forward` calls it outside `torch.compile` / `torch.export`
         tracing (whose graphs cannot hold data-dependent checks: validate there first).
 
         Raises:
-            ValueError: inputs that are not 2-D, audio and text batches of different sizes, a transcript longer than
-                the text encoder's positions, or an utterance shorter than the audio encoder's receptive field
-                (`config.audio_receptive_field` samples), naming the items.
+            ValueError: the audio input this encoder does not take (`input_values` for wav2vec2-style encoders,
+                `input_features` for Whisper) or of the wrong shape, audio and text batches of different sizes, a
+                transcript longer than the text encoder's positions, or an utterance shorter than one audio frame
+                (`config.audio_receptive_field` samples) or longer than the encoder's window (Whisper: 30 s),
+                naming the items.
         """
-        for name, tensor in (("input_values", input_values), ("input_ids", input_ids)):
-            if tensor.dim() != 2:
-                kind = "samples" if name == "input_values" else "tokens"
-                raise ValueError(f"{name} must be (batch, {kind}), got shape {tuple(tensor.shape)}.")
-        if len(input_ids) != len(input_values):
-            raise ValueError(f"The batch has {len(input_values)} audio items but {len(input_ids)} transcripts.")
+        audio = self._audio_input(input_values, input_features)
+        if input_ids is None:
+            raise ValueError("input_ids is missing: MER needs the transcript's tokens (MERProcessor makes them).")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, tokens), got shape {tuple(input_ids.shape)}.")
+        whisper = self.config.audio_family == "whisper"
+        if whisper and (audio.dim() != 3 or audio.shape[1] != self.config.audio_config.num_mel_bins):
+            bins = self.config.audio_config.num_mel_bins
+            raise ValueError(f"input_features must be (batch, {bins} mel bins, frames), got {tuple(audio.shape)}.")
+        if not whisper and audio.dim() != 2:
+            raise ValueError(f"input_values must be (batch, samples), got shape {tuple(audio.shape)}.")
+        if len(input_ids) != len(audio):
+            raise ValueError(f"The batch has {len(audio)} audio items but {len(input_ids)} transcripts.")
         limit = getattr(self.config.text_config, "max_position_embeddings", None)
         if limit is not None and input_ids.shape[1] > limit:
             raise ValueError(
                 f"Transcripts of {input_ids.shape[1]} tokens are longer than the text encoder's {limit} positions; "
                 f"truncate them, e.g. processor(..., max_text_length={limit})."
             )
-        lengths = (
-            audio_attention_mask.sum(dim=-1)
-            if audio_attention_mask is not None
-            else [input_values.shape[1]] * len(input_values)
-        )
-        too_short = [index for index, length in enumerate(lengths) if int(length) < self.config.audio_receptive_field]
+        lengths = [
+            int(length)
+            for length in (
+                audio_attention_mask.sum(dim=-1)
+                if audio_attention_mask is not None
+                else [audio.shape[-1]] * len(audio)
+            )
+        ]
+        # Whisper's input counts log-mel frames of WHISPER_HOP_LENGTH samples each (its processor refuses clips
+        # shorter than one analysis window; here one frame is the least).
+        samples = [length * WHISPER_HOP_LENGTH for length in lengths] if whisper else lengths
+        unit = "log-mel frames" if whisper else "samples"
+        shortest = 1 if whisper else self.config.audio_receptive_field
+        too_short = [index for index, length in enumerate(lengths) if length < shortest]
         if too_short:
-            items = "; ".join(f"item {index} has {int(lengths[index])} samples" for index in too_short)
+            items = "; ".join(f"item {index} has {lengths[index]} {unit}" for index in too_short)
             raise ValueError(
                 f"Audio too short for the audio encoder, which needs at least {self.config.audio_receptive_field} "
                 f"samples for one frame: {items}."
             )
+        longest = self.config.audio_max_samples
+        too_long = [index for index, length in enumerate(samples) if longest is not None and length > longest]
+        if too_long:
+            items = "; ".join(f"item {index} has {samples[index]} samples" for index in too_long)
+            raise ValueError(
+                f"Audio longer than the audio encoder's window of {self.config.audio_max_seconds:.0f} s "
+                f"({longest} samples): {items}. Crop it, or split it into windows and classify each."
+            )
+
+    def _audio_input(self, input_values: torch.Tensor | None, input_features: torch.Tensor | None) -> torch.Tensor:
+        """The audio input this model's encoder reads, refusing the other kind with a message that says which."""
+        if self.config.audio_family == "whisper":
+            wanted, given, other = "input_features", input_features, input_values
+        else:
+            wanted, given, other = "input_values", input_values, input_features
+        if given is None:
+            hint = (
+                f" (got {'input_values' if wanted == 'input_features' else 'input_features'} instead)"
+                if other is not None
+                else ""
+            )
+            kind = "log-mel features" if wanted == "input_features" else "waveforms"
+            raise ValueError(
+                f"This model's audio encoder ({self.config.audio_config.model_type}) reads {wanted}, its {kind}"
+                f"{hint}: prepare the audio with its own MERProcessor."
+            )
+        return given
 
     def get_audio_features(
         self,
-        input_values: torch.Tensor,
+        input_values: torch.Tensor | None = None,
         audio_attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        input_features: torch.Tensor | None = None,
     ) -> MERFeaturesOutput:
         r"""
         The audio encoder's frames projected to the fusion size, their mask and their masked mean.
 
         Args:
             input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
-                Normalised waveforms at the feature extractor's rate, zero-padded on the right ([`MERProcessor`]).
-            audio_attention_mask (`torch.LongTensor` of shape `(batch_size, num_samples)`, *optional*):
-                1 for real samples, 0 for padding. Without it every sample counts as real. Given to the encoder
-                only when it takes one (`config.audio_encoder_takes_mask`); the frame mask always follows it.
+                wav2vec2-style encoders: normalised waveforms at the feature extractor's rate, zero-padded on the
+                right ([`MERProcessor`]).
+            audio_attention_mask (`torch.LongTensor` of shape `(batch_size, audio length)`, *optional*):
+                1 for real samples (Whisper: log-mel frames), 0 for padding. Without it everything counts as real.
+                Given to the encoder only when it takes one (`config.audio_encoder_takes_mask`); the frame mask
+                always follows it.
             output_hidden_states (`bool`, *optional*):
                 Also return the encoder's hidden states. Defaults to `config.output_hidden_states`.
+            input_features (`torch.FloatTensor` of shape `(batch_size, num_mel_bins, num_mel_frames)`):
+                Whisper encoders: log-mel features ([`MERProcessor`]), instead of `input_values`.
         """
         output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
+        audio = self._audio_input(input_values, input_features)
         if audio_attention_mask is None:
-            audio_attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=input_values.device)
+            audio_attention_mask = torch.ones((len(audio), audio.shape[-1]), dtype=torch.long, device=audio.device)
         encoder_mask = audio_attention_mask if self.config.audio_encoder_takes_mask else None
         outputs = self.audio_encoder(
-            input_values.to(self.audio_encoder.dtype),
+            audio.to(self.audio_encoder.dtype),
             attention_mask=encoder_mask,
             output_hidden_states=output_hidden_states or self.layer_weights is not None,
         )
@@ -530,15 +713,16 @@ class MERModel(MERPreTrainedModel):
 
     def get_fused_features(
         self,
-        input_values: torch.Tensor,
-        input_ids: torch.Tensor,
+        input_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
         audio_attention_mask: torch.Tensor | None = None,
         text_attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
     ) -> MERFeaturesOutput:
         """The fused audio frames and tokens, their mask, and the pooled pair the classifier reads
         (`pooler_output`, `(batch_size, 2 * fusion_hidden_size)`). Arguments as for `forward`."""
-        audio = self.get_audio_features(input_values, audio_attention_mask, output_hidden_states=False)
+        audio = self.get_audio_features(input_values, audio_attention_mask, False, input_features)
         text = self.get_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states=False)
         return self.fuse(audio, text)
 
@@ -577,24 +761,26 @@ class MERModel(MERPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_values: torch.Tensor,
-        input_ids: torch.Tensor,
+        input_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
         audio_attention_mask: torch.Tensor | None = None,
         text_attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        input_features: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MEROutput:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
-                Normalised waveforms at the feature extractor's rate, zero-padded on the right ([`MERProcessor`]).
+                wav2vec2-style audio encoders: normalised waveforms at the feature extractor's rate, zero-padded on
+                the right ([`MERProcessor`]).
             input_ids (`torch.LongTensor` of shape `(batch_size, num_tokens)`):
                 Transcript tokens, padded on the right.
-            audio_attention_mask (`torch.LongTensor` of shape `(batch_size, num_samples)`, *optional*):
-                1 for real samples, 0 for padding. Without it every sample counts as real.
+            audio_attention_mask (`torch.LongTensor` of shape `(batch_size, audio length)`, *optional*):
+                1 for real samples (Whisper: log-mel frames), 0 for padding. Without it everything counts as real.
             text_attention_mask (`torch.LongTensor` of shape `(batch_size, num_tokens)`, *optional*):
                 1 for real tokens, 0 for padding.
             token_type_ids (`torch.LongTensor` of shape `(batch_size, num_tokens)`, *optional*):
@@ -608,6 +794,9 @@ class MERModel(MERPreTrainedModel):
             output_hidden_states (`bool`, *optional*):
                 Return the fusion's states and both encoders' hidden states. Defaults to
                 `config.output_hidden_states`.
+            input_features (`torch.FloatTensor` of shape `(batch_size, num_mel_bins, num_mel_frames)`):
+                Whisper audio encoders: log-mel features, each utterance on its own length, zero-padded on the right
+                ([`MERProcessor`]), instead of `input_values`.
             return_dict (`bool`, *optional*):
                 `False` returns the set fields of [`MEROutput`] as a tuple. Defaults to `config.return_dict`.
             kwargs:
@@ -619,8 +808,8 @@ class MERModel(MERPreTrainedModel):
         output_attentions = self._config_default("output_attentions", output_attentions)
         output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
         if not is_torchdynamo_compiling():
-            self.validate_inputs(input_values, input_ids, audio_attention_mask, text_attention_mask)
-        audio = self.get_audio_features(input_values, audio_attention_mask, output_hidden_states)
+            self.validate_inputs(input_values, input_ids, audio_attention_mask, text_attention_mask, input_features)
+        audio = self.get_audio_features(input_values, audio_attention_mask, output_hidden_states, input_features)
         text = self.get_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states)
 
         fused = self.fuse(audio, text, output_attentions, output_hidden_states, **kwargs)

@@ -62,8 +62,14 @@ class MERProcessor(ProcessorMixin):
         return self.feature_extractor.sampling_rate
 
     @property
+    def reads_log_mel(self) -> bool:
+        """Whether the audio encoder reads log-mel features (Whisper) rather than waveforms (wav2vec2-style)."""
+        return "input_features" in self.feature_extractor.model_input_names
+
+    @property
     def model_input_names(self) -> list[str]:
-        return ["input_values", "audio_attention_mask", *_text_input_names(self.tokenizer)]
+        audio = "input_features" if self.reads_log_mel else "input_values"
+        return [audio, "audio_attention_mask", *_text_input_names(self.tokenizer)]
 
     def __call__(
         self,
@@ -120,13 +126,18 @@ class MERProcessor(ProcessorMixin):
             resample(to_mono_float32(wave, name=f"audio[{index}]"), int(sampling_rate), target_rate).numpy()
             for index, wave in enumerate(waveforms)
         ]
-        audio_inputs = self.feature_extractor(
-            waveforms,
-            sampling_rate=target_rate,
-            padding=True,
-            return_attention_mask=True,
-            return_tensors=return_tensors,
-        )
+        if self.reads_log_mel:
+            audio_inputs = self._log_mel(waveforms)
+            if return_tensors is None:
+                audio_inputs = {name: tensor.tolist() for name, tensor in audio_inputs.items()}
+        else:
+            audio_inputs = self.feature_extractor(
+                waveforms,
+                sampling_rate=target_rate,
+                padding=True,
+                return_attention_mask=True,
+                return_tensors=return_tensors,
+            )
         text_inputs = self.tokenizer(
             texts,
             padding=True,
@@ -134,8 +145,9 @@ class MERProcessor(ProcessorMixin):
             max_length=max_text_length,
             return_tensors=return_tensors,
         )
+        audio_name = self.model_input_names[0]
         features = {
-            "input_values": audio_inputs["input_values"],
+            audio_name: audio_inputs[audio_name],
             "audio_attention_mask": audio_inputs["attention_mask"],
             "input_ids": text_inputs["input_ids"],
             "text_attention_mask": text_inputs["attention_mask"],
@@ -143,6 +155,42 @@ class MERProcessor(ProcessorMixin):
         if "token_type_ids" in text_inputs:
             features["token_type_ids"] = text_inputs["token_type_ids"]
         return BatchFeature(features, tensor_type=return_tensors)
+
+    def _log_mel(self, waveforms: list) -> dict[str, torch.Tensor]:
+        """Whisper's log-mel features of each waveform on its own length (not padded to the 30 s window), zero-padded
+        on the right to the longest, with the mask of real log-mel frames.
+
+        Raises:
+            ValueError: naming the item, for a clip shorter than one analysis window or longer than the window the
+                encoder takes (30 s).
+        """
+        extractor = self.feature_extractor
+        rate = self.sampling_rate
+        window, longest = extractor.n_fft, extractor.n_samples
+        for index, wave in enumerate(waveforms):
+            if len(wave) < window:
+                raise ValueError(
+                    f"Audio too short for the audio encoder, which needs at least {window} samples for one frame: "
+                    f"item {index} has {len(wave)} samples."
+                )
+            if len(wave) > longest:
+                raise ValueError(
+                    f"audio[{index}] lasts {len(wave) / rate:.1f} s, longer than the Whisper encoder's window of "
+                    f"{longest / rate:.0f} s: crop it, or split it into windows and classify each."
+                )
+        features = [
+            torch.from_numpy(
+                extractor(wave, sampling_rate=rate, padding="longest", return_tensors="np")["input_features"][0]
+            )
+            for wave in waveforms
+        ]
+        frames = max(item.shape[-1] for item in features)
+        padded = torch.zeros((len(features), features[0].shape[0], frames), dtype=torch.float32)
+        mask = torch.zeros((len(features), frames), dtype=torch.int32)
+        for row, item in enumerate(features):
+            padded[row, :, : item.shape[-1]] = item
+            mask[row, : item.shape[-1]] = 1
+        return {"input_features": padded, "attention_mask": mask}
 
 
 def _text_input_names(tokenizer) -> list[str]:

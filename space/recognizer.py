@@ -124,7 +124,8 @@ class EmotionRecognizer:
         model_name_or_path: Hub id or local directory of a saved MER model and processor.
         asr_model: Hub id or local directory of an automatic-speech-recognition model, used when no transcript is
             given. Loaded on first use.
-        max_seconds: longer recordings are cropped to their first `max_seconds` (with a notice).
+        max_seconds: longer recordings are cropped to their first `max_seconds` (with a notice); at most the audio
+            encoder's window (Whisper: 30 s).
         device: where both models run; defaults to CUDA when available, else the CPU.
 
     Raises:
@@ -148,6 +149,9 @@ class EmotionRecognizer:
         if getattr(self.model.config, "model_type", None) != "mer":
             raise ValueError(f"{self.model_name_or_path} holds a {self.model.config.model_type!r} model, not MER.")
         self.processor = AutoProcessor.from_pretrained(self.model_name_or_path, trust_remote_code=True)
+        window = getattr(self.model.config, "audio_max_seconds", None)  # Whisper towers take 30 s at once
+        if window is not None and window < self.max_seconds:
+            self.max_seconds = window
         # Transcripts are cut to what the text encoder can read (its tokenizer may not know its own limit).
         positions = getattr(self.model.config.text_config, "max_position_embeddings", None)
         self.max_text_tokens = min(self.processor.tokenizer.model_max_length, positions or math.inf)

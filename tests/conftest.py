@@ -7,7 +7,7 @@ import pytest
 import torch
 from corpus_fixtures import synthetic_corpus, synthetic_iemocap, tiny_corpus  # noqa: F401
 
-from mer.tiny import build_tiny_encoders
+from mer.tiny import build_tiny_encoders, build_tiny_whisper
 from modeling_mer import MERModel, MERProcessor
 
 WORDS = "i love this wonderful day hate the awful mess meeting starts at noon what a great surprise . , ! ?".split()
@@ -20,6 +20,12 @@ def tiny_encoders(tmp_path_factory) -> tuple[str, str]:
     tokenizer, saved as `from_pretrained` directories."""
     audio_dir, text_dir = build_tiny_encoders(tmp_path_factory.mktemp("encoders"), WORDS)
     return str(audio_dir), str(text_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> str:
+    """A tiny random-init Whisper (encoder and decoder) with Whisper's feature extractor, saved like a checkpoint."""
+    return str(build_tiny_whisper(tmp_path_factory.mktemp("whisper")))
 
 
 @pytest.fixture(scope="session")

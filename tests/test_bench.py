@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is a directory of the repository, not part of the installed package
 
-from bench import data_path, deploy, inference, mfu, padding, training  # noqa: E402
+from bench import data_path, deploy, emodb, inference, mfu, padding, training, whisper_length  # noqa: E402
 
 MACHINE_KEYS = {"cpu", "logical_cores", "torch_threads", "device", "torch", "transformers", "date", "bf16"}
 
@@ -45,6 +45,30 @@ def test_deploy_compares_onnxruntime_with_eager(tmp_path):
         assert results[runtime]["utterances_per_second"] > 0 and results[runtime]["real_time_factor"] > 0
     assert results["speedup_onnxruntime_over_eager"] > 0
     assert results["max_abs_logit_difference"] <= 1e-4  # the same answers, whatever the speed
+
+
+def test_whisper_length_times_both_inputs(tmp_path):
+    results = run_quick(whisper_length, tmp_path / "whisper_length.json")["results"]["quick"]
+    assert results["padded to 30 s"]["encoder_frames"] == 3 * 1500
+    assert 0 < results["own length"]["encoder_frames"] < results["padded to 30 s"]["encoder_frames"]
+    assert results["speedup_own_length"] > 0
+
+
+def test_emodb_folds_hold_out_one_speaker_of_each_gender_each_once():
+    rows = [{"speaker": f"{n:02d}", "gender": "male" if n % 2 else "female"} for n in range(10) for _ in range(3)]
+    folds = emodb.speaker_folds(rows)
+    assert len(folds) == 5 and sorted(sum(folds, [])) == [f"{n:02d}" for n in range(10)]
+    assert all({int(a) % 2, int(b) % 2} == {0, 1} for a, b in folds)
+
+
+def test_emodb_scores_every_condition_on_held_out_speakers(tmp_path):
+    if not (emodb.SHARED / "data" / "emodb" / "manifest.csv").is_file():
+        pytest.skip(f"EmoDB is not at {emodb.SHARED / 'data' / 'emodb'} (it is in the team's ../shared/data)")
+    written = run_quick(emodb, tmp_path / "emodb.json", "--work-dir", str(tmp_path / "work"))
+    assert written["settings"]["folds"] == {"1": ["03", "08"]}
+    assert set(written["results"]) == set(emodb.CONDITIONS)
+    for entry in written["results"].values():
+        assert 0.0 <= entry["ua_mean"] <= 1.0 and len(entry["folds"]) == 1
 
 
 def test_mfu_counts_flops_and_compares_variants(tmp_path):

@@ -42,6 +42,17 @@ def test_other_wav2vec2_style_encoders_are_accepted(audio_config):
     assert MERConfig(audio_config=audio_config, text_config=BertConfig()).audio_receptive_field == 400
 
 
+@pytest.mark.parametrize(
+    ("size", "max_source_positions"), [({"d_model": 384, "encoder_layers": 4}, 1500), ({"d_model": 1280}, 1500)]
+)
+def test_whisper_configs_of_any_size_describe_a_whisper_tower(size, max_source_positions):
+    config = MERConfig(audio_config=WhisperConfig(**size), text_config=BertConfig())
+    assert config.audio_family == "whisper" and config.audio_encoder_takes_mask
+    assert config.audio_receptive_field == 400 and config.audio_frame_stride == 320  # 25 ms window, 50 frames/s
+    assert config.audio_max_samples == max_source_positions * 320 == 30 * 16000
+    assert config.audio_config.hidden_size == size["d_model"]
+
+
 def test_num_labels_alone_names_generic_classes():
     assert MERConfig(num_labels=3).id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
 
@@ -62,7 +73,14 @@ def test_num_labels_alone_names_generic_classes():
         ({"id2label": {0: "a", 1: "b"}, "label2id": {"a": 1, "b": 0}}, "label2id .* disagrees with id2label"),
         ({"id2label": {0: "a", 2: "b"}}, "id2label keys must be 0..1"),
         ({"id2label": {0: "a", 1: "a"}}, "id2label has repeated class names"),
-        ({"audio_config": WhisperConfig()}, "audio_config \\(whisper\\) has no `conv_kernel`"),
+        (
+            {"audio_config": BertConfig()},
+            "audio_config \\(bert\\) is not a supported audio encoder. Supported: "
+            "wav2vec2-style models .*; Whisper encoders",
+        ),
+        ({"text_config": WhisperConfig()}, "text_config \\(whisper\\) is not a text encoder"),
+        ({"text_config": HubertConfig()}, "text_config \\(hubert\\) is not a text encoder"),
+        ({"freeze_audio_encoder": -1}, "freeze_audio_encoder must be True, False or a number of layers >= 0, got -1"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, message):

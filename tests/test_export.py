@@ -12,6 +12,7 @@ from conftest import speech_like
 from transformers import AutoConfig, AutoProcessor
 
 from mer import export
+from modeling_mer import MERModel, MERProcessor
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,26 @@ def test_torch_export_with_dynamic_shapes_matches_eager(make_model, traced_batch
         print(f"torch.export vs eager, batch {tuple(batch['input_values'].shape)}: max |logit diff| {difference:.2e}")
         torch.testing.assert_close(got.logits, expected.logits, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got.pooled_output, expected.pooled_output, atol=1e-5, rtol=1e-5)
+
+
+def test_a_whisper_tower_exports_to_torch_export_and_onnx(tiny_whisper, tiny_encoders, tmp_path):
+    torch.manual_seed(0)
+    model = MERModel.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1], fusion_hidden_size=16).eval()
+    processor = MERProcessor.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1])
+    traced = dict(processor(audio=[speech_like(1.3), speech_like(0.8)], text=["a", "b"], sampling_rate=16000))
+    other = dict(
+        processor(
+            audio=[speech_like(2.2), speech_like(0.3), speech_like(0.9)], text=["a", "", "c"], sampling_rate=16000
+        )
+    )
+    program = export.export_program(model, traced)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(**other).logits, model(**other).logits, atol=1e-5, rtol=1e-5)
+
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    report = export.export_onnx(tmp_path / "model", tmp_path / "exported")
+    assert report["inputs"][0] == "input_features" and report["check"]["max_abs_logit_difference"] <= 1e-4
 
 
 def test_export_refuses_a_model_in_training_mode(make_model, traced_batch):

@@ -11,11 +11,12 @@ import sysconfig
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import speech_like
 from transformers import dynamic_module_utils
 
-from modeling_mer import MERProcessor
+from modeling_mer import MERModel, MERProcessor
 
 MODEL_PACKAGE = Path(__file__).resolve().parents[1] / "modeling_mer"
 
@@ -45,8 +46,16 @@ print(json.dumps(report))
 """
 
 
-def test_round_trip_in_a_clean_process(make_model, processor, tmp_path):
-    model = make_model(fusion_num_layers=3).eval()
+@pytest.mark.parametrize("tower", ["wav2vec2", "whisper"])
+def test_round_trip_in_a_clean_process(make_model, processor, tiny_whisper, tiny_encoders, tmp_path, tower):
+    if tower == "whisper":
+        torch.manual_seed(0)
+        model = MERModel.from_audio_text_pretrained(
+            tiny_whisper, tiny_encoders[1], fusion_num_layers=3, fusion_hidden_size=16, fusion_num_heads=2
+        ).eval()
+        processor = MERProcessor.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1])
+    else:
+        model = make_model(fusion_num_layers=3).eval()
     model_dir = tmp_path / "mer"
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
@@ -82,7 +91,7 @@ def test_round_trip_in_a_clean_process(make_model, processor, tmp_path):
     assert report["fusion_num_layers"] == 3
     assert report["class"] == "MERModel"
     difference = (torch.tensor(report["logits"]) - expected).abs().max().item()
-    print(f"round trip through AutoModel: max |logit difference| = {difference:.2e}")
+    print(f"{tower}: round trip through AutoModel, max |logit difference| = {difference:.2e}")
     assert difference <= 1e-6
     assert report["tuple_logits"] == report["logits"]
 

@@ -277,6 +277,27 @@ def test_a_recording_over_the_limit_is_cropped_with_a_notice(recognizer, clips, 
     assert analysis.notices == ["The recording is longer than 3 s: only its first 3 s were analysed."]
 
 
+def test_a_whisper_tower_model_is_served_up_to_its_30_second_window(
+    models, tiny_whisper, tiny_encoders, clips, tmp_path
+):
+    from modeling_mer import MERModel, MERProcessor
+
+    model_dir = tmp_path / "whisper-mer"
+    MERModel.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1], fusion_hidden_size=16).save_pretrained(
+        model_dir
+    )
+    MERProcessor.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1]).save_pretrained(model_dir)
+    long_clip = _write(tmp_path / "long.wav", _speech(clips, seconds=33.0), 22050)
+
+    analysis = EmotionRecognizer(str(model_dir), asr_model=models[1]).analyse(str(long_clip), "what a wonderful day")
+
+    assert analysis.seconds == pytest.approx(30.0)
+    assert analysis.notices == ["The recording is longer than 30 s: only its first 30 s were analysed."]
+    assert sum(analysis.probabilities.values()) == pytest.approx(1.0)
+    assert {weights.shape[1] for weights in analysis.attentions.values()} == {1500}  # 50 frames/s over 30 s
+    assert analysis.frame_seconds == pytest.approx(0.02)
+
+
 def test_example_clips_are_spoken_by_espeak_and_each_can_be_analysed(recognizer, clips):
     assert sorted(clips) == sorted(clip.name for clip in EXAMPLES) == ["angry", "happy", "neutral", "sad"]
     for clip in EXAMPLES:

@@ -340,6 +340,37 @@ def test_errors_before_training(synthetic_corpus, encoders, environment, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_encoders_of_the_wrong_kind_are_refused_before_training(
+    synthetic_corpus, encoders, tiny_whisper, environment, tmp_path
+):
+    result = subprocess.run(
+        train_command(synthetic_corpus, (encoders[0], tiny_whisper), tmp_path / "out"),
+        env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0 and "text_config (whisper) is not a text encoder" in result.stderr
+    assert f"--text_model {tiny_whisper!r}" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_whisper_tower_trains_evaluates_and_saves(synthetic_corpus, encoders, tiny_whisper, environment, tmp_path):
+    output_dir = tmp_path / "whisper"
+    command = train_command(
+        synthetic_corpus,
+        (tiny_whisper, encoders[1]),
+        output_dir,
+        "--num_epochs",
+        "2",
+        "--early_stopping_patience",
+        "9",
+    )
+    run(command, environment, cwd=tmp_path)
+    metrics = json.loads((output_dir / "session1" / "metrics.json").read_text())
+    assert metrics["test"]["num_examples"] > 0 and 0.0 <= metrics["test"]["ua"] <= 1.0
+    config = json.loads((output_dir / "session1" / "model" / "config.json").read_text())
+    assert config["audio_config"]["model_type"] == "whisper"
+    weights = load_file(output_dir / "session1" / "model" / "model.safetensors")
+    assert "audio_encoder.conv1.weight" in weights and not any("decoder" in name for name in weights)
+
+
 def test_unknown_config_fields_are_refused():
     with pytest.raises(ValueError, match=r"unknown MERConfig fields \['fusion_layers'\]"):
         parse_config_overrides("fusion_layers=3")
@@ -415,11 +446,14 @@ if accelerator.is_main_process:
 """
 
 
-def test_two_processes_compute_the_gradient_of_the_whole_batch(synthetic_corpus, encoders, environment, tmp_path):
+@pytest.mark.parametrize("tower", ["wav2vec2", "whisper"])
+def test_two_processes_compute_the_gradient_of_the_whole_batch(
+    synthetic_corpus, encoders, tiny_whisper, environment, tmp_path, tower
+):
     """Each process takes half of a batch (padded differently); DDP must give the full batch's gradient."""
     script = tmp_path / "probe.py"
     script.write_text(GRADIENT_PROBE)
-    arguments = [str(synthetic_corpus.path), *encoders]
+    arguments = [str(synthetic_corpus.path), tiny_whisper if tower == "whisper" else encoders[0], encoders[1]]
     env = {**environment, "PYTHONPATH": str(REPO)}
     run([sys.executable, str(script), *arguments, str(tmp_path / "one.pt")], env, tmp_path)
     run(
