@@ -1,7 +1,7 @@
 """MER on real emotional speech: EmoDB, speaker-independent folds, MER with a Whisper tower fine-tuned by train.py,
 against three references measured in the same command on the same folds.
 
-    .venv/bin/python -m bench.emodb [--conditions ...] [--mer-args "--num_epochs 15 ..."] [--quick]
+    .venv/bin/python -m bench.emodb [--conditions ...] [--mer-args "--num_epochs 16 ..."] [--quick]
 
 EmoDB (`--data`, default `../shared/data/emodb`: 535 utterances by 10 actors, 7 emotions, German; its README says
 what was done to the audio) is split into 5 folds of two held-out speakers each, one male and one female (sorted
@@ -56,7 +56,7 @@ MER_TINY_ARGS = (  # the demo's settings (Makefile)
     "--num_epochs 16 --early_stopping_patience 6 --learning_rate 3e-3 --encoder_learning_rate 1e-3 --batch_size 8"
 )
 MER_WHISPER_ARGS = (
-    "--num_epochs 15 --early_stopping_patience 5 --learning_rate 5e-4 --encoder_learning_rate 5e-5 --batch_size 8"
+    "--num_epochs 16 --early_stopping_patience 6 --learning_rate 5e-4 --encoder_learning_rate 5e-5 --batch_size 8"
 )
 
 
