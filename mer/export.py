@@ -81,6 +81,11 @@ class LogitsOnly(nn.Module):
         ).logits
 
 
+def input_names(inputs: Mapping[str, torch.Tensor]) -> list[str]:
+    """The processor outputs present in `inputs`, in the order the graphs take them."""
+    return [name for name in INPUT_ORDER if name in inputs]
+
+
 def smallest_exportable_audio(model: MERModel) -> int:
     """Samples for two audio frames: `torch.export` specialises a dimension that is 1, so a graph whose frame count
     varies must start at 2 frames. (The ONNX graph, which has no such checks, still runs one-frame clips.)"""
@@ -150,7 +155,7 @@ def export_program(
         inputs.get("text_attention_mask"),
         inputs.get("input_features"),
     )
-    names = [name for name in INPUT_ORDER if name in inputs]
+    names = input_names(inputs)
     shapes = dynamic_shapes(model, names, min_audio_samples, max_audio_samples)
     module = LogitsOnly(model) if logits_only else model
     return torch.export.export(
@@ -177,7 +182,7 @@ def write_onnx(
     torch.onnx.export(
         program,
         f=str(path),
-        input_names=[name for name in INPUT_ORDER if name in inputs],
+        input_names=input_names(inputs),
         output_names=["logits"],
         opset_version=opset,
         dynamo=True,
@@ -211,7 +216,7 @@ def check_with_onnxruntime(onnx_path: Path, model: MERModel, inputs: Mapping[str
 def export_onnx(
     model_dir: str | Path,
     out_dir: str | Path,
-    max_audio_samples: int | None = None,
+    max_seconds: float | None = None,
     opset: int | None = None,
     check: bool = True,
     pt2: bool = False,
@@ -228,11 +233,12 @@ def export_onnx(
     out_dir = Path(out_dir)
     model = MERModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     processor = MERProcessor.from_pretrained(model_dir)
+    max_audio_samples = None if max_seconds is None else int(max_seconds * processor.sampling_rate)
     traced = sample_inputs(processor, [1.3, 0.8], ["a short transcript to trace with", "two words"], seed=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "model.onnx"
     program = write_onnx(model, traced, onnx_path, max_audio_samples, opset)
-    names = [name for name in INPUT_ORDER if name in traced]
+    names = input_names(traced)
     if pt2:
         torch.export.save(program, out_dir / "model.pt2")
     processor.save_pretrained(out_dir)
@@ -274,10 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     logger.setLevel(logging.INFO)  # this command's lines, not every library's
     if args.max_seconds is not None and args.max_seconds <= 0:
         parser.error(f"--max-seconds must be positive, got {args.max_seconds}")
-    max_samples = None
-    if args.max_seconds is not None:
-        max_samples = int(args.max_seconds * MERProcessor.from_pretrained(args.model).sampling_rate)
-    report = export_onnx(args.model, args.out, max_samples, args.opset, check=not args.no_check, pt2=args.pt2)
+    report = export_onnx(args.model, args.out, args.max_seconds, args.opset, check=not args.no_check, pt2=args.pt2)
     check = report.get("check")
     logger.info(
         f"Wrote {Path(args.out) / report['onnx']} (inputs {', '.join(report['inputs'])}; output logits over "
