@@ -257,7 +257,8 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
             rows = [{"id": ids[row.pop("index")], **row} for row in predictions]
             (fold_dir / "predictions.json").write_text(json.dumps(sorted(rows, key=lambda row: row["id"]), indent=1))
     if accelerator.is_main_process:
-        record_evaluation_in_config(fold_dir / "model", outcome, f"fold {split.name} of {corpus.name}")
+        trained_on = [min(seconds, args.max_audio_seconds) for seconds in corpus.durations_of(split.train)]
+        record_evaluation_in_config(fold_dir / "model", outcome, f"fold {split.name} of {corpus.name}", trained_on)
     return outcome
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -189,15 +190,23 @@ def push_model_to_hub(model_dir: Path, card: Path, repo_id: str, private: bool =
     return str(url)
 
 
-def record_evaluation_in_config(model_dir: Path, outcome: dict, evaluated_on: str) -> None:
+def record_evaluation_in_config(
+    model_dir: Path, outcome: dict, evaluated_on: str, training_seconds: Sequence[float] = ()
+) -> None:
     """Writes a fold's test scores (`outcome`: condition -> metrics) into its published model's config as
-    `evaluation`, so that whoever loads the model (the Space, for one) knows what each condition is worth. Replaces
-    the file rather than rewriting it: the checkpoint's copy is a hard link to the same data."""
+    `evaluation`, so that whoever loads the model (the Space, for one) knows what each condition is worth, and the
+    lengths of the training utterances as the model saw them (`training_seconds`, after cropping) as
+    `training_utterance_seconds` (5th percentile, median, 95th percentile), so that a timeline cuts long recordings
+    into segments of lengths the model knows. Replaces the file rather than rewriting it: the checkpoint's copy is a
+    hard link to the same data."""
     config_path = Path(model_dir) / "config.json"
     config = json.loads(config_path.read_text())
     config["evaluation"] = {"evaluated_on": evaluated_on}
     for condition, scores in outcome.items():
         config["evaluation"][condition] = {key: scores[key] for key in ("wa", "ua", "num_examples")}
+    if len(training_seconds):
+        p05, median, p95 = np.percentile(np.asarray(training_seconds, dtype=float), [5, 50, 95])
+        config["training_utterance_seconds"] = {"p05": round(p05, 3), "median": round(median, 3), "p95": round(p95, 3)}
     staging = config_path.with_suffix(".json.staging")
     staging.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     os.replace(staging, config_path)

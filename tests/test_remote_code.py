@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -107,8 +108,8 @@ def test_remote_code_refers_to_nothing_outside_itself():
     # The files travel alone with every model: no pointer to documents or modules of this repository.
     for path in sorted(MODEL_PACKAGE.glob("*_mer.py")):
         text = path.read_text()
-        for outside in ("DESIGN", "STYLE", "README", "mer.", "train.py", "tests/", "bench"):
-            assert outside not in text, f"{path.name} mentions {outside!r}"
+        for outside in ("DESIGN", "STYLE", "README", r"\bmer\.", "train.py", "tests/", "bench"):
+            assert not re.search(outside, text), f"{path.name} mentions {outside!r}"
 
 
 def test_processor_round_trip_keeps_the_class_and_settings(processor, tmp_path):
@@ -134,10 +135,21 @@ def test_processor_loads_beside_a_saved_model_without_asking_to_trust_code(
 
 
 def test_hub_code_imports_only_torch_transformers_and_the_standard_library():
-    allowed = {"torch", "transformers"} | set(sys.stdlib_module_names)
+    # Optional speed-ups are imported inside `try: ... except ImportError`, which transformers' import check skips
+    # (and so must a loader without them).
+    allowed = {"torch", "transformers", "numpy"} | set(sys.stdlib_module_names)
     for path in sorted(MODEL_PACKAGE.glob("*_mer.py")):
         tree = ast.parse(path.read_text())
+        guarded = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Try)
+            and any(getattr(handler.type, "id", None) == "ImportError" for handler in node.handlers)
+            for inner in ast.walk(node)
+        }
         for node in ast.walk(tree):
+            if id(node) in guarded:
+                continue
             if isinstance(node, ast.Import):
                 roots = {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
@@ -148,4 +160,6 @@ def test_hub_code_imports_only_torch_transformers_and_the_standard_library():
         # Sibling files are imported relatively, so they resolve inside the downloaded module folder.
         relative = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1]
         assert all(module.endswith("_mer") for module in relative)
-    assert len(list(MODEL_PACKAGE.glob("*_mer.py"))) == 3
+    assert {path.name for path in MODEL_PACKAGE.glob("*_mer.py")} == {
+        "configuration_mer.py", "modeling_mer.py", "processing_mer.py", "pipeline_mer.py", "asr_mer.py",
+    }  # fmt: skip

@@ -104,6 +104,8 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
         "modeling_mer.py",
         "configuration_mer.py",
         "processing_mer.py",
+        "pipeline_mer.py",
+        "asr_mer.py",
     } <= saved
     assert "processor_config.json" in saved
     assert not (fold / "checkpoint.partial").exists() and not (fold / "model.staging").exists()
@@ -133,6 +135,12 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
     assert evaluation["test_audio_only"]["ua"] == metrics["test_audio_only"]["ua"]
     assert evaluation["test"]["num_examples"] == metrics["test"]["num_examples"]
     assert "session1" in evaluation["evaluated_on"]
+    # pipeline("multimodal-emotion-recognition", model=<this folder>) finds its class, and `mer timeline` the lengths
+    # of the utterances the model was trained on (after cropping).
+    config = json.loads((fold / "model" / "config.json").read_text())
+    assert config["custom_pipelines"]["multimodal-emotion-recognition"]["impl"] == "pipeline_mer.MERPipeline"
+    lengths = config["training_utterance_seconds"]
+    assert 0 < lengths["p05"] <= lengths["median"] <= lengths["p95"]
 
 
 def test_the_console_shows_progress_and_results_and_the_log_file_the_rest(one_process_run):

