@@ -25,6 +25,7 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import BertConfig, PretrainedConfig, Wav2Vec2Config
 
+from mer.export import noise_inputs
 from mer.tiny import tiny_audio_config, tiny_text_config
 from modeling_mer import MERConfig, MERModel
 
@@ -201,24 +202,7 @@ def make_inputs(
     on the right with their sample mask; random token ids, padded, with their mask and `token_type_ids`."""
     generator = torch.Generator().manual_seed(seed)
     samples = [max(int(round(d * SAMPLING_RATE)), model.config.audio_receptive_field) for d in durations]
-    input_values = torch.zeros(len(samples), max(samples))
-    audio_mask = torch.zeros(len(samples), max(samples), dtype=torch.long)
-    for row, length in enumerate(samples):
-        input_values[row, :length] = torch.randn(length, generator=generator)
-        audio_mask[row, :length] = 1
-    vocab_size = model.config.text_config.vocab_size
-    input_ids = torch.zeros(len(token_counts), max(token_counts), dtype=torch.long)
-    text_mask = torch.zeros_like(input_ids)
-    for row, length in enumerate(token_counts):
-        input_ids[row, :length] = torch.randint(5, vocab_size, (length,), generator=generator)
-        text_mask[row, :length] = 1
-    inputs = {
-        "input_values": input_values,
-        "audio_attention_mask": audio_mask,
-        "input_ids": input_ids,
-        "text_attention_mask": text_mask,
-        "token_type_ids": torch.zeros_like(input_ids),
-    }
+    inputs = noise_inputs(model.config, samples, token_counts, generator)
     if with_labels:
         inputs["labels"] = torch.randint(0, model.config.num_labels, (len(samples),), generator=generator)
     return {name: tensor.to(device) for name, tensor in inputs.items()}

@@ -36,20 +36,11 @@ from bench.common import (
     write_report,
 )
 from mer.export import write_onnx
+from mer.runtime import onnxruntime_session
 
 __all__ = ["main", "run"]
 
 FUSION_LAYERS = 2
-
-
-def onnxruntime_session(path: Path, threads: int):
-    """A CPU session on `path` with all graph optimisations and `threads` intra-op threads."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -22,7 +22,7 @@ import copy
 import importlib.util
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ __all__ = [
     "export_onnx",
     "export_program",
     "main",
+    "noise_inputs",
     "sample_inputs",
     "write_onnx",
 ]
@@ -198,6 +199,31 @@ def sample_inputs(processor: MERProcessor, durations: list[float], texts: list[s
     rate = processor.sampling_rate
     audio = [(0.1 * rng.standard_normal(int(seconds * rate))).astype(np.float32) for seconds in durations]
     return dict(processor(audio=audio, text=texts, sampling_rate=rate))
+
+
+def noise_inputs(
+    config, samples: Sequence[int], token_counts: Sequence[int], generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """A wav2vec2-style model batch as `MERProcessor` makes it, without a processor: unit-variance noise waveforms of
+    `samples` samples, zero-padded on the right with their sample mask; random token ids (above the first five,
+    BERT's special tokens) of `token_counts` tokens, padded, with their mask and `token_type_ids`."""
+    input_values = torch.zeros(len(samples), max(samples))
+    audio_mask = torch.zeros(len(samples), max(samples), dtype=torch.long)
+    for row, length in enumerate(samples):
+        input_values[row, :length] = torch.randn(length, generator=generator)
+        audio_mask[row, :length] = 1
+    input_ids = torch.zeros(len(token_counts), max(token_counts), dtype=torch.long)
+    text_mask = torch.zeros_like(input_ids)
+    for row, length in enumerate(token_counts):
+        input_ids[row, :length] = torch.randint(5, config.text_config.vocab_size, (length,), generator=generator)
+        text_mask[row, :length] = 1
+    return {
+        "input_values": input_values,
+        "audio_attention_mask": audio_mask,
+        "input_ids": input_ids,
+        "text_attention_mask": text_mask,
+        "token_type_ids": torch.zeros_like(input_ids),
+    }
 
 
 def check_with_onnxruntime(onnx_path: Path, model: MERModel, inputs: Mapping[str, torch.Tensor]) -> float:
