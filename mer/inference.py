@@ -1,0 +1,96 @@
+"""Loading a saved MER model for predictions on people's recordings, as `mer predict`, `mer timeline` and the Space
+do: the model's pipeline (transcribing what has no transcript) on the fastest CPU runtime that keeps its answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+import torch
+from transformers import AutoModel, AutoProcessor
+
+from mer.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES, prepare_for_inference
+from modeling_mer.pipeline_mer import PIPELINE_TASK, MERPipeline
+
+__all__ = ["load_pipeline", "model_fingerprint", "resolve_device"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`device`, or CUDA when there is one, else the CPU.
+
+    Raises:
+        ValueError: a device torch does not know, or CUDA asked for where there is none.
+    """
+    try:
+        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as error:
+        raise ValueError(f"Unknown device {device!r}: use cpu, cuda or cuda:N.") from error
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Device {device!r} asked for, but this machine has no CUDA GPU: use --device cpu.")
+    return chosen
+
+
+def load_pipeline(
+    model: str,
+    asr_model: str | None = None,
+    asr_backend: str = "auto",
+    runtime: str | None = None,
+    device: str | None = None,
+) -> MERPipeline:
+    """The emotion pipeline of the saved MER model `model` (Hub id or directory, loaded with its own code).
+
+    Args:
+        model: the MER model (`trust_remote_code=True`: its saved code runs).
+        asr_model, asr_backend: speech recognition for missing transcripts (see `modeling_mer.asr_mer`); default
+            `MER_ASR_MODEL`, else Whisper small.en, loaded on first use.
+        runtime: on CPU, one of `mer.runtime.RUNTIMES` (default `DEFAULT_CPU_RUNTIME`); on a GPU only "eager".
+        device: "cpu", "cuda", "cuda:N"; default CUDA when available.
+
+    Raises:
+        ValueError: `model` is not a MER model, or an unknown runtime / device / speech-recognition backend.
+        OSError: `model` cannot be found.
+    """
+    device = resolve_device(device)
+    runtime = runtime or (DEFAULT_CPU_RUNTIME if device.type == "cpu" else "eager")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}.")
+    if runtime != "eager" and device.type != "cpu":
+        raise ValueError(f"The {runtime} runtime runs on the CPU only; on {device} use --runtime eager.")
+    network = AutoModel.from_pretrained(model, trust_remote_code=True)
+    if getattr(network.config, "model_type", None) != "mer":
+        raise ValueError(f"{model} holds a {network.config.model_type!r} model, not a MER model.")
+    processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
+    # The installed pipeline class rather than the model's copy: it also serves models saved before their configs
+    # named a pipeline, and the commands and the Space always run the code they were tested with.
+    pipe = MERPipeline(
+        model=network.eval(),
+        processor=processor,
+        task=PIPELINE_TASK,
+        device=device,
+        asr_model=asr_model,
+        asr_backend=asr_backend,
+    )
+    pipe.fingerprint = model_fingerprint(network)
+    if runtime != "eager":
+        pipe.model = prepare_for_inference(network, runtime, processor=processor)
+    pipe.runtime = runtime
+    logger.info("Loaded %s (%s) on %s with the %s runtime", model, pipe.fingerprint, device, runtime)
+    return pipe
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """12 hex digits that identify a model's classes and weights (wherever it was loaded from, whatever version of
+    its code saved it): its config without paths, versions and code pointers, and every parameter's sum. Two
+    different models share it only by accident."""
+    config = model.config.to_dict()
+    for volatile in ("_name_or_path", "name_or_path", "transformers_version", "auto_map", "custom_pipelines"):
+        config.pop(volatile, None)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for name, parameter in model.state_dict().items():
+            digest.update(f"{name}:{float(parameter.double().sum()):.6e}".encode())
+    return digest.hexdigest()[:12]

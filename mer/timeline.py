@@ -1,0 +1,255 @@
+"""An emotion timeline of a long recording: voice activity detection cuts it into speech segments of lengths the
+model was trained on, each segment is transcribed and classified, and a folder gets the table (CSV and JSON) and a
+picture of the emotion probabilities over time with the words under them.
+
+The recording is decoded, segmented and classified chunk by chunk: memory stays bounded whatever its length (only
+the segments of one batch are held), and the CSV grows as segments are classified.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mer.audio import audio_duration, stream_audio
+from mer.vad import (
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MIN_SECONDS,
+    VAD_SAMPLING_RATE,
+    SegmentationConfig,
+    SpeechSegment,
+    speech_segments,
+)
+from modeling_mer.pipeline_mer import MERPipeline
+
+__all__ = ["Timeline", "TimelineSegment", "classify_segments", "segment_lengths", "timeline_figure", "write_timeline"]
+
+_CHUNK_SECONDS = 30.0  # decoded at a time: 30 s of 16 kHz float32 is 1.9 MB
+_MAX_WORDS_SHOWN = 40  # characters of a segment's transcript drawn under it (what fits the panel)
+_MAX_SEGMENTS_WITH_WORDS = 200  # beyond this, words would overlap: the picture leaves them to the table
+
+
+@dataclass(frozen=True)
+class TimelineSegment:
+    """One classified speech segment: where it lies (seconds from the recording's start), what was said, and the
+    model's probabilities for each class."""
+
+    start: float
+    end: float
+    transcript: str
+    transcript_source: str  # "asr" (transcribed) or "given"
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+@dataclass
+class Timeline:
+    """A recording's segments, in time order, with what made them."""
+
+    recording: str
+    labels: list[str]
+    model: str
+    model_fingerprint: str
+    asr_model: str | None
+    min_seconds: float
+    max_seconds: float
+    duration_seconds: float = 0.0
+    processing_seconds: float = 0.0
+    segments: list[TimelineSegment] = field(default_factory=list)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time over the recording's duration (below 1: faster than real time)."""
+        return self.processing_seconds / self.duration_seconds if self.duration_seconds else math.nan
+
+    def summary(self) -> str:
+        """What a user reads when the command ends."""
+        if not self.segments:
+            return f"No speech was found in {self.recording} ({self.duration_seconds:.1f} s): the timeline is empty."
+        speech = sum(segment.end - segment.start for segment in self.segments)
+        counts = {label: sum(s.label == label for s in self.segments) for label in self.labels}
+        shares = ", ".join(f"{label} {count}" for label, count in counts.items() if count)
+        return (
+            f"{len(self.segments)} speech segments ({speech:.1f} s of speech in {self.duration_seconds:.1f} s) "
+            f"classified in {self.processing_seconds:.1f} s (real-time factor {self.real_time_factor:.3f}): {shares}."
+        )
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record["real_time_factor"] = self.real_time_factor
+        return record
+
+
+def segment_lengths(pipe: MERPipeline, min_seconds: float | None = None, max_seconds: float | None = None):
+    """`(min_seconds, max_seconds)` of the segments (`mer.vad.SegmentationConfig`: speech, and whole segments): as
+    given, else the segmenter's shortest, and the 95th percentile of the lengths the model was trained on when its
+    config records them (train.py's `training_utterance_seconds`), else the segmenter's longest; never beyond the
+    longest input the pipeline reads (the audio encoder's window), and never too short to split a long run in two.
+
+    Raises:
+        ValueError: lengths the segmenter refuses (naming them).
+    """
+    trained = getattr(pipe.model.config, "training_utterance_seconds", None) or {}
+    min_seconds = DEFAULT_MIN_SECONDS if min_seconds is None else float(min_seconds)
+    if max_seconds is None:
+        shortest = 2 * (min_seconds + SegmentationConfig.speech_pad_seconds)
+        max_seconds = max(trained.get("p95", DEFAULT_MAX_SECONDS), shortest)
+    max_seconds = min(float(max_seconds), pipe.max_seconds)
+    SegmentationConfig(min_seconds=min_seconds, max_seconds=max_seconds)  # checks them, naming the bad one
+    return min_seconds, max_seconds
+
+
+def classify_segments(
+    pipe: MERPipeline, segments: Iterable[SpeechSegment], batch_size: int = 8
+) -> Iterator[TimelineSegment]:
+    """Transcribes and classifies `segments` (16 kHz) in batches, yielding each as soon as its batch is done."""
+    labels = [pipe.model.config.id2label[i] for i in range(len(pipe.model.config.id2label))]
+    batch: list[SpeechSegment] = []
+    for segment in segments:
+        batch.append(segment)
+        if len(batch) == batch_size:
+            yield from _classify(pipe, batch, labels)
+            batch = []
+    if batch:
+        yield from _classify(pipe, batch, labels)
+
+
+def _classify(pipe: MERPipeline, batch: list[SpeechSegment], labels: list[str]) -> Iterator[TimelineSegment]:
+    inputs = [{"array": segment.waveform, "sampling_rate": VAD_SAMPLING_RATE} for segment in batch]
+    for segment, result in zip(batch, pipe(inputs, batch_size=len(inputs)), strict=True):
+        scores = {item["label"]: item["score"] for item in result["labels"]}
+        top = max(scores, key=scores.get)
+        yield TimelineSegment(
+            start=round(segment.start, 3),
+            end=round(segment.end, 3),
+            transcript=result["transcript"],
+            transcript_source="asr" if result["transcribed_by"] else "given",
+            label=top,
+            score=scores[top],
+            scores={label: scores[label] for label in labels},
+        )
+
+
+def write_timeline(
+    pipe: MERPipeline,
+    recording: str | Path,
+    out_dir: str | Path,
+    batch_size: int = 8,
+    min_seconds: float | None = None,
+    max_seconds: float | None = None,
+    progress: bool = True,
+) -> Timeline:
+    """Builds the timeline of `recording` and writes `timeline.csv` (row by row, as segments are classified),
+    `timeline.json` and `timeline.png` into `out_dir`. A recording without speech gives an empty timeline.
+
+    Raises:
+        mer.audio.AudioError: the recording cannot be read (naming it).
+        ValueError: bad segment lengths (see `segment_lengths`).
+    """
+    recording, out_dir = Path(recording), Path(out_dir)
+    min_seconds, max_seconds = segment_lengths(pipe, min_seconds, max_seconds)
+    labels = [pipe.model.config.id2label[i] for i in range(len(pipe.model.config.id2label))]
+    timeline = Timeline(
+        recording=str(recording),
+        labels=labels,
+        model=str(pipe.model.config.name_or_path),
+        model_fingerprint=getattr(pipe, "fingerprint", ""),
+        asr_model=pipe.speech_recognizer().model,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = audio_duration(recording)
+    started = time.perf_counter()
+    bar = tqdm(total=total, unit="s", unit_scale=True, disable=not progress, dynamic_ncols=True, desc="audio")
+    chunks = _counted(stream_audio(recording, VAD_SAMPLING_RATE, _CHUNK_SECONDS), timeline, bar)
+    segments = speech_segments(chunks, VAD_SAMPLING_RATE, min_seconds=min_seconds, max_seconds=max_seconds)
+    csv_path = out_dir / "timeline.csv"
+    with bar, csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["start", "end", "transcript", "transcript_source", "label", "score", *labels])
+        for segment in classify_segments(pipe, segments, batch_size):
+            timeline.segments.append(segment)
+            writer.writerow(
+                [segment.start, segment.end, segment.transcript, segment.transcript_source, segment.label,
+                 f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in labels)]
+            )  # fmt: skip
+            handle.flush()
+            bar.set_postfix_str(f"{len(timeline.segments)} segments", refresh=False)
+    timeline.processing_seconds = time.perf_counter() - started
+    (out_dir / "timeline.json").write_text(json.dumps(timeline.to_json(), indent=1, ensure_ascii=False) + "\n")
+    figure = timeline_figure(timeline)
+    figure.savefig(out_dir / "timeline.png", dpi=110)
+    _close(figure)
+    return timeline
+
+
+def _counted(chunks: Iterable, timeline: Timeline, bar: tqdm) -> Iterator:
+    for chunk in chunks:
+        seconds = len(chunk) / VAD_SAMPLING_RATE
+        timeline.duration_seconds += seconds
+        bar.update(seconds)
+        yield chunk
+
+
+def timeline_figure(timeline: Timeline):
+    """The probabilities of each class over time (stacked, one bar per speech segment; gaps are silence), with each
+    segment's words under it (left to the table when there are too many segments to read them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    duration = max(timeline.duration_seconds, max((s.end for s in timeline.segments), default=0.0), 1.0)
+    width = min(max(8.0, duration / 8), 30.0)
+    show_words = 0 < len(timeline.segments) <= _MAX_SEGMENTS_WITH_WORDS
+    figure, axes = plt.subplots(
+        2 if show_words else 1, 1, figsize=(width, 6.5 if show_words else 3.5), sharex=True, squeeze=False,
+        gridspec_kw={"height_ratios": [3, 3] if show_words else [1]},
+    )  # fmt: skip
+    scores_axis = axes[0][0]
+    colours = plt.get_cmap("tab10")
+    starts = np.array([segment.start for segment in timeline.segments])
+    widths = np.array([segment.end - segment.start for segment in timeline.segments])
+    bottoms = np.zeros(len(timeline.segments))
+    for index, label in enumerate(timeline.labels):
+        heights = np.array([segment.scores[label] for segment in timeline.segments])
+        scores_axis.bar(starts, heights, width=widths, bottom=bottoms, align="edge", color=colours(index % 10),
+                        label=label, linewidth=0)  # fmt: skip
+        bottoms = bottoms + heights
+    if timeline.segments:
+        scores_axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    scores_axis.set_ylim(0, 1)
+    scores_axis.set_xlim(0, duration)
+    scores_axis.set_ylabel("probability")
+    title = f"{Path(timeline.recording).name}: {len(timeline.segments)} speech segments"
+    scores_axis.set_title(title if timeline.segments else f"{Path(timeline.recording).name}: no speech found")
+    if show_words:
+        words_axis = axes[1][0]
+        words_axis.set_ylim(0, 1)
+        words_axis.set_yticks([])
+        for spine in ("top", "right", "left"):
+            words_axis.spines[spine].set_visible(False)
+        for segment in timeline.segments:
+            text = segment.transcript or "(no words)"
+            text = text if len(text) <= _MAX_WORDS_SHOWN else text[: _MAX_WORDS_SHOWN - 1] + "…"
+            words_axis.text((segment.start + segment.end) / 2, 0.02, text, rotation=90, ha="center", va="bottom",
+                            fontsize=7, clip_on=True)  # fmt: skip
+    axes[-1][0].set_xlabel("time (s)")
+    figure.tight_layout()
+    return figure
+
+
+def _close(figure) -> None:
+    from matplotlib import pyplot as plt
+
+    plt.close(figure)

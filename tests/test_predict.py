@@ -1,0 +1,191 @@
+"""`mer predict`: files and folders of any audio format classified into an appended CSV / JSON Lines file, bad files
+listed without stopping the others, transcripts from a CSV or from real speech recognition, and a killed run that
+the same command continues."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import save_tiny_mer
+
+from dataset_scripts.iemocap.iemocap import scan_corpus
+from mer.cli import main
+
+MER = Path(sys.executable).with_name("mer")  # the console script pyproject.toml declares
+
+
+@pytest.fixture(scope="module")
+def models(saved_mer, tiny_encoders, tmp_path_factory) -> tuple[Path, Path]:
+    """Two different tiny MER models saved as train.py saves them."""
+    return saved_mer, save_tiny_mer(tiny_encoders, tmp_path_factory.mktemp("another-mer"), seed=1)
+
+
+@pytest.fixture(scope="module")
+def recordings(synthetic_corpus, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A folder of recordings as people have them: wav, stereo 44.1 kHz mp3 and 48 kHz flac in a subfolder, plus an
+    unreadable wav, a text file and an empty file. Returns the folder and the transcript of each good file."""
+    examples, _ = scan_corpus(synthetic_corpus.path)
+    chosen = examples[2][:6]
+    folder = tmp_path_factory.mktemp("recordings")
+    (folder / "calls").mkdir()
+    transcripts = {}
+    for index, example in enumerate(chosen):
+        if index < 3:
+            target = folder / f"clip{index}.wav"
+            shutil.copy(example["audio"], target)
+        else:
+            suffix, options = [(".mp3", ["-ac", "2", "-ar", "44100"]), (".flac", ["-ar", "48000"])][index % 2]
+            target = folder / "calls" / f"call{index}{suffix}"
+            subprocess.run(["ffmpeg", "-v", "error", "-i", example["audio"], *options, str(target)], check=True)
+        transcripts[target.name] = example["text"]
+    (folder / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(40)))
+    (folder / "notes.txt").write_text("meeting notes, not audio\n")
+    (folder / "calls" / "empty.m4a").write_bytes(b"")
+    return folder, transcripts
+
+
+def _rows(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _transcripts_csv(path: Path, transcripts: dict[str, str], keep) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "transcript"])
+        writer.writerows((name, text) for name, text in transcripts.items() if keep(name))
+    return path
+
+
+def test_a_folder_is_classified_and_bad_files_are_listed_with_their_reason(
+    models, recordings, real_asr, tmp_path, capsys
+):
+    folder, transcripts = recordings
+    table = _transcripts_csv(tmp_path / "transcripts.csv", transcripts, keep=lambda name: name.startswith("clip"))
+    output = tmp_path / "emotions.csv"
+
+    status = main(
+        ["predict", str(folder), "--model", str(models[0]), "--transcripts", str(table), "--output", str(output),
+         "--asr_model", real_asr, "--runtime", "eager", "--batch_size", "2", "--quiet"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+
+    assert status == 1  # some files failed
+    rows = {Path(row["path"]).name: row for row in _rows(output)}
+    assert set(rows) == set(transcripts) | {"broken.wav", "notes.txt", "empty.m4a"}
+    for name, text in transcripts.items():
+        row = rows[name]
+        assert row["error"] == "" and row["label"] in ("neutral", "happy", "angry", "sad")
+        scores = [float(row[f"score_{label}"]) for label in ("neutral", "happy", "angry", "sad")]
+        assert abs(sum(scores) - 1) < 1e-4 and float(row["score"]) == max(scores)
+        if name.startswith("clip"):  # the transcript came from the CSV
+            assert (row["transcript"], row["transcript_source"], row["asr_model"]) == (text, "given", "")
+        else:  # the CSV misses it: transcribed, and the output says so
+            assert (row["transcript_source"], row["asr_model"]) == ("asr", real_asr) and row["transcript"]
+    assert "empty" in rows["empty.m4a"]["error"] and "notes.txt" in rows["notes.txt"]["error"]
+    assert rows["broken.wav"]["error"]
+    assert "3 files could not be classified" in captured.err
+    for name in ("broken.wav", "notes.txt", "empty.m4a"):
+        assert name in captured.err
+    assert "Classified 6 files" in captured.out and "3 transcribed by speech recognition" in captured.out
+
+
+def test_a_run_continues_where_it_stopped_and_a_cut_record_is_repaired(models, recordings, tmp_path, capsys):
+    folder, transcripts = recordings
+    table = _transcripts_csv(tmp_path / "transcripts.csv", transcripts, keep=lambda name: True)
+    output = tmp_path / "emotions.jsonl"
+    arguments = ["predict", str(folder), "--model", str(models[0]), "--transcripts", str(table),
+                 "--output", str(output), "--runtime", "eager", "--quiet"]  # fmt: skip
+    main(arguments)
+    complete = _rows(output)
+    good = [row for row in complete if not row["error"]]
+    # As a killed run leaves it: the first four records, the fifth cut in the middle of its line.
+    lines = output.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not json.loads(line)["error"]][:4]
+    output.write_text("".join(kept) + lines[-1][:30])
+    capsys.readouterr()
+
+    main(arguments)
+
+    rows = _rows(output)
+    assert "4 were already in" in capsys.readouterr().out
+    assert sorted(row["path"] for row in rows if not row["error"]) == sorted(row["path"] for row in good)
+    assert len({row["path"] for row in rows if not row["error"]}) == len(good)  # nothing classified twice
+    again = {row["path"]: row["scores"] for row in rows if not row["error"]}
+    assert again == {row["path"]: row["scores"] for row in good}
+
+
+def test_an_output_of_another_model_is_refused_unless_overwritten(models, recordings, tmp_path, capsys):
+    folder, transcripts = recordings
+    table = _transcripts_csv(tmp_path / "transcripts.csv", transcripts, keep=lambda name: True)
+    output = tmp_path / "emotions.csv"
+    common = [str(folder / "clip0.wav"), "--transcripts", str(table), "--output", str(output), "--quiet",
+              "--runtime", "eager"]  # fmt: skip
+    assert main(["predict", *common, "--model", str(models[0])]) == 0
+    before = output.read_text()
+
+    assert main(["predict", *common, "--model", str(models[1])]) == 2
+    error = capsys.readouterr().err
+    assert f"{output} holds predictions of another model" in error and "--overwrite" in error
+    assert output.read_text() == before  # nothing lost
+
+    assert main(["predict", *common, "--model", str(models[1]), "--overwrite"]) == 0
+    assert [row["model"] for row in _rows(output)] == [str(models[1])]
+
+
+def test_a_speech_recognizer_that_cannot_load_stops_the_run_with_its_name_keeping_what_was_done(
+    models, recordings, tmp_path, capsys
+):
+    folder, transcripts = recordings
+    table = _transcripts_csv(tmp_path / "transcripts.csv", transcripts, keep=lambda name: name != "clip2.wav")
+    output = tmp_path / "emotions.csv"
+    status = main(
+        ["predict", str(folder), "--model", str(models[0]), "--transcripts", str(table), "--output", str(output),
+         "--asr_model", str(tmp_path / "no-asr-here"), "--asr_backend", "transformers", "--batch_size", "1",
+         "--runtime", "eager", "--quiet"]
+    )  # fmt: skip
+    assert status == 2
+    assert "Could not load the speech-recognition model" in capsys.readouterr().err
+    classified = [Path(row["path"]).name for row in _rows(output) if not row["error"]]
+    assert classified and "clip2.wav" not in classified  # files before the one that needed it are kept
+
+
+def test_a_missing_path_is_a_usage_error_that_names_it(models, tmp_path, capsys):
+    status = main(["predict", str(tmp_path / "no-such-folder"), "--model", str(models[0]), "--quiet"])
+    assert status == 2
+    assert f"No such file or folder: {tmp_path / 'no-such-folder'}" in capsys.readouterr().err
+
+
+def test_the_console_command_killed_mid_run_continues_with_the_same_command(models, recordings, real_asr, tmp_path):
+    folder, _ = recordings
+    output = tmp_path / "emotions.csv"
+    # Speech recognition of every file makes the run slow enough to be killed half-way.
+    command = [str(MER), "predict", str(folder), "--model", str(models[0]), "--output", str(output),
+               "--asr_model", real_asr, "--batch_size", "1", "--runtime", "eager", "--quiet"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if output.exists() and sum(not row["error"] for row in _rows(output)) >= 2:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = {row["path"] for row in _rows(output) if not row["error"]}
+    assert 2 <= len(done_before) < 6, "the run was not killed half-way"
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert finished.returncode == 1, finished.stderr  # the three bad files
+    rows = [row for row in _rows(output) if not row["error"]]
+    assert len(rows) == 6 and len({row["path"] for row in rows}) == 6
+    assert f"{len(done_before)} were already in" in finished.stdout
