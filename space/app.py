@@ -1,16 +1,25 @@
 """MER's Gradio Space: record or upload speech, optionally type its transcript, see the emotion the model hears and
-what its cross-modal fusion looked at.
+what its cross-modal fusion looked at; or give a long recording and see the emotion of each of its speech segments
+over time (the timeline).
 
 Run `python space/app.py` (or `make space`); the same folder runs unchanged as a Hugging Face Space. Configuration
 comes from the environment only (never from the user):
 
     MER_MODEL         Hub id or local directory of the MER model (default: the model the project publishes)
     MER_ASR_MODEL     speech-recognition model used when no transcript is typed (default: Whisper small.en)
-    MER_MAX_SECONDS   longer recordings are cropped to this many seconds, with a notice (default: 60)
-    MER_CONCURRENCY   requests the model serves at the same time; others wait in the queue (default: 1)
+    MER_MAX_SECONDS   longer utterances are cropped to this many seconds, with a notice (default: 60)
+    MER_MAX_TIMELINE_MINUTES  longer recordings are refused by the timeline (default: 30)
+    MER_RUNTIME       eager or int8 (default: int8 on a CPU, 1.45x eager with the same answers; eager on a GPU)
+    MER_CONCURRENCY   requests the model serves at the same time, both tabs together; others wait in the queue
+                      (default: 1)
 
 API: `Client(url).predict(handle_file("speech.wav"), "transcript or empty", api_name="/predict")` returns the label
-distribution; `api_name="/analyse"` also returns the transcript used, the attention picture and the details.
+distribution; `api_name="/analyse"` also returns the transcript used, the attention picture and the details;
+`Client(url).predict(handle_file("interview.mp3"), api_name="/timeline")` returns the timeline's picture, table,
+CSV file and summary.
+
+The project's shared code (`mer/`, `modeling_mer/`) is imported from beside this file on the Space (deploy.py uploads
+it there) and from the installed project in the repository: either way it is on the path of `python app.py`.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ from __future__ import annotations
 import html
 import logging
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +42,7 @@ from example_clips import make_example_clips
 from recognizer import (
     DEFAULT_ASR_MODEL,
     DEFAULT_MAX_SECONDS,
+    DEFAULT_MAX_TIMELINE_MINUTES,
     MAX_TRANSCRIPT_CHARACTERS,
     Analysis,
     EmotionRecognizer,
@@ -38,13 +50,28 @@ from recognizer import (
     ServiceError,
 )
 
-__all__ = ["DEFAULT_MODEL", "MAX_QUEUE_SIZE", "MAX_UPLOAD_SIZE", "Settings", "build_demo", "main"]
+from mer.timeline import Timeline
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MAX_QUEUE_SIZE",
+    "MAX_UPLOAD_SIZE",
+    "TIMELINE_COLUMNS",
+    "Settings",
+    "build_demo",
+    "main",
+    "timeline_table",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "mer-project/mer-wav2vec2-bert-iemocap"
 MAX_QUEUE_SIZE = 32  # requests waiting beyond this are turned away with "queue full" instead of piling up
-MAX_UPLOAD_SIZE = "50mb"  # a few minutes of CD-quality wav; only the first MER_MAX_SECONDS are decoded anyway
+# 30 minutes of 16-bit 48 kHz mono wav (or hours of mp3); a single utterance is cropped to MER_MAX_SECONDS anyway.
+MAX_UPLOAD_SIZE = "200mb"
+# Uploads and results older than an hour leave gradio's cache (checked hourly): long recordings add up.
+CACHE_LIFETIME_SECONDS = 3600
+TIMELINE_COLUMNS = ["start", "end", "transcript", "label", "score"]
 
 
 @dataclass(frozen=True)
@@ -55,19 +82,25 @@ class Settings:
     asr_model: str = DEFAULT_ASR_MODEL
     max_seconds: float = DEFAULT_MAX_SECONDS
     concurrency_limit: int = 1
+    max_timeline_minutes: float = DEFAULT_MAX_TIMELINE_MINUTES
+    runtime: str | None = None  # None: int8 on a CPU, eager on a GPU (`EmotionRecognizer`)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """Reads MER_MODEL, MER_ASR_MODEL, MER_MAX_SECONDS and MER_CONCURRENCY; unset or empty means the default.
+        """Reads MER_MODEL, MER_ASR_MODEL, MER_MAX_SECONDS, MER_CONCURRENCY, MER_MAX_TIMELINE_MINUTES and MER_RUNTIME;
+        unset or empty means the default.
 
         Raises:
-            ValueError: naming the variable, when MER_MAX_SECONDS or MER_CONCURRENCY is not a positive number.
+            ValueError: naming the variable, when MER_MAX_SECONDS, MER_CONCURRENCY or MER_MAX_TIMELINE_MINUTES is
+                not a positive number.
         """
         return cls(
             model=environ.get("MER_MODEL") or cls.model,
             asr_model=environ.get("MER_ASR_MODEL") or cls.asr_model,
             max_seconds=_positive(environ, "MER_MAX_SECONDS", float, cls.max_seconds),
             concurrency_limit=_positive(environ, "MER_CONCURRENCY", int, cls.concurrency_limit),
+            max_timeline_minutes=_positive(environ, "MER_MAX_TIMELINE_MINUTES", float, cls.max_timeline_minutes),
+            runtime=environ.get("MER_RUNTIME") or cls.runtime,
         )
 
 
@@ -89,12 +122,16 @@ def build_demo(
 ) -> gr.Blocks:
     """Declares the app around a loaded `recognizer`; returns the Blocks with its queue set, ready to `launch()`.
 
+    Two tabs: one utterance (emotion distribution, transcript, attention picture) and a long recording (the emotion
+    timeline of its speech segments: picture, table, CSV, summary).
+
     Args:
-        recognizer: the model (and lazily the speech recognition) every request shares.
-        concurrency_limit: requests the model serves at once (UI and API together); the rest wait in a queue of at
-            most `MAX_QUEUE_SIZE`.
+        recognizer: the model and the speech recognition every request shares.
+        concurrency_limit: requests the model serves at once (both tabs, UI and API together); the rest wait in a
+            queue of at most `MAX_QUEUE_SIZE`.
         examples_dir: where the example clips are spoken; a new temporary directory by default.
     """
+    timelines_dir = Path(tempfile.mkdtemp(prefix="mer-timelines-"))
 
     def analyse(audio_path: str | None, transcript: str | None) -> tuple[dict[str, float], str, np.ndarray, str]:
         """The UI's action: emotion distribution, transcript used, attention picture, details."""
@@ -105,56 +142,154 @@ def build_demo(
         """The API's action: the emotion distribution alone."""
         return _run(recognizer, audio_path, transcript).probabilities
 
-    examples = make_example_clips(examples_dir or tempfile.mkdtemp(prefix="mer-examples-"))
-    with gr.Blocks(title="MER: emotion in speech and words") as demo:
-        gr.Markdown(_introduction(recognizer))
-        with gr.Row():
-            with gr.Column():
-                audio = gr.Audio(
-                    sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="audio-input"
-                )
-                transcript = gr.Textbox(
-                    value="",
-                    label="Transcript (optional)",
-                    placeholder=f"Leave empty to transcribe the speech with {recognizer.asr_model}",
-                    lines=2,
-                    max_length=MAX_TRANSCRIPT_CHARACTERS,
-                    elem_id="transcript-input",
-                )
-                with gr.Row():
-                    clear = gr.ClearButton(elem_id="clear")
-                    submit = gr.Button("Recognise the emotion", variant="primary", elem_id="submit")
-                if examples:
-                    gr.Examples(
-                        examples, inputs=[audio, transcript], cache_examples=False, label="Spoken by espeak-ng"
-                    )
-            with gr.Column():
-                emotions = gr.Label(num_top_classes=len(recognizer.labels), label="Emotion", elem_id="emotion-output")
-                used = gr.Textbox(label="Transcript used", interactive=False, elem_id="transcript-output")
-                details = gr.Markdown(label="details", elem_id="details-output")
-        gr.Markdown("### What the fusion looked at")
-        attention = gr.Image(
-            label="Cross-modal attention of the last fusion layer",
-            show_label=False,  # the picture has its own titles; a floating label would hide them
-            type="numpy",
-            format="png",
-            interactive=False,
-            elem_id="attention-output",
-        )
-        clear.add([audio, transcript, emotions, used, details, attention])
+    def timeline(
+        audio_path: str | None,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (gradio reads the tracker from here)
+    ) -> tuple[str | None, list[list], str | None, str]:
+        """The long-recording tab's action (and the API's): timeline picture, table, CSV file, summary. A recording
+        without speech gives no picture and no file, an empty table and a warning."""
+        progress(0, desc="Reading the recording")
+        out_dir = _timeline_dir(timelines_dir)
+        with _readable_errors(audio_path):
+            result = recognizer.timeline(audio_path, out_dir, progress=True)  # gradio follows its tqdm bar
+        summary = result.summary()
+        if not result.segments:
+            gr.Warning(html.escape(summary, quote=False))
+            return None, timeline_table(result), None, summary
+        return str(out_dir / "timeline.png"), timeline_table(result), str(out_dir / "timeline.csv"), summary
 
-        listener = dict(inputs=[audio, transcript], concurrency_id="model", concurrency_limit=concurrency_limit)
-        submit.click(analyse, outputs=[emotions, used, attention, details], api_name="analyse", **listener)
-        # The API endpoint has no button of its own: a hidden one carries it, sharing the model's queue.
-        gr.Button(visible=False).click(predict, outputs=[emotions], api_name="predict", **listener)
+    examples = make_example_clips(examples_dir or tempfile.mkdtemp(prefix="mer-examples-"))
+    with gr.Blocks(
+        title="MER: emotion in speech and words", delete_cache=(CACHE_LIFETIME_SECONDS, CACHE_LIFETIME_SECONDS)
+    ) as demo:
+        gr.Markdown(_introduction(recognizer))
+        listener = dict(concurrency_id="model", concurrency_limit=concurrency_limit)  # one queue for the model
+        with gr.Tabs():
+            with gr.Tab("One utterance", elem_id="utterance-tab"):
+                _utterance_tab(recognizer, examples, analyse, predict, listener)
+            with gr.Tab("Long recording", elem_id="timeline-tab"):
+                _timeline_tab(recognizer, timeline, listener)
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=MAX_QUEUE_SIZE)
     return demo
 
 
+def _utterance_tab(
+    recognizer: EmotionRecognizer, examples: list, analyse: Callable, predict: Callable, listener: dict
+) -> None:
+    """Declares the single-utterance tab: `analyse` serves its button and `/analyse`, `predict` serves `/predict`."""
+    with gr.Row():
+        with gr.Column():
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="audio-input")
+            transcript = gr.Textbox(
+                value="",
+                label="Transcript (optional)",
+                placeholder=f"Leave empty to transcribe the speech with {recognizer.asr_model}",
+                lines=2,
+                max_length=MAX_TRANSCRIPT_CHARACTERS,
+                elem_id="transcript-input",
+            )
+            with gr.Row():
+                clear = gr.ClearButton(elem_id="clear")
+                submit = gr.Button("Recognise the emotion", variant="primary", elem_id="submit")
+            if examples:
+                gr.Examples(examples, inputs=[audio, transcript], cache_examples=False, label="Spoken by espeak-ng")
+        with gr.Column():
+            emotions = gr.Label(num_top_classes=len(recognizer.labels), label="Emotion", elem_id="emotion-output")
+            used = gr.Textbox(label="Transcript used", interactive=False, elem_id="transcript-output")
+            details = gr.Markdown(label="details", elem_id="details-output")
+    gr.Markdown("### What the fusion looked at")
+    attention = gr.Image(
+        label="Cross-modal attention of the last fusion layer",
+        show_label=False,  # the picture has its own titles; a floating label would hide them
+        type="numpy",
+        format="png",
+        interactive=False,
+        elem_id="attention-output",
+    )
+    clear.add([audio, transcript, emotions, used, details, attention])
+
+    inputs = [audio, transcript]
+    submit.click(analyse, inputs, [emotions, used, attention, details], api_name="analyse", **listener)
+    # The API endpoint has no button of its own: a hidden one carries it, sharing the model's queue.
+    gr.Button(visible=False).click(predict, inputs, [emotions], api_name="predict", **listener)
+
+
+def _timeline_tab(recognizer: EmotionRecognizer, timeline: Callable, listener: dict) -> None:
+    """Declares the long-recording tab: `timeline` serves its button and `/timeline`."""
+    gr.Markdown(
+        f"Record or upload a conversation, an interview or a talk of up to {recognizer.max_timeline_minutes:g} "
+        "minutes. Voice activity detection (Silero VAD) cuts it into speech segments of the lengths the model was "
+        f"trained on; each segment is transcribed with `{recognizer.asr_model}` and classified. Pauses stay empty."
+    )
+    with gr.Row():
+        with gr.Column(scale=1):
+            recording = gr.Audio(
+                sources=["upload", "microphone"], type="filepath", label="Recording", elem_id="timeline-audio-input"
+            )
+            with gr.Row():
+                clear = gr.ClearButton(elem_id="timeline-clear")
+                submit = gr.Button("Draw the emotion timeline", variant="primary", elem_id="timeline-submit")
+        with gr.Column(scale=2):
+            summary = gr.Markdown(elem_id="timeline-summary")
+            csv_file = gr.File(label="The table as CSV", interactive=False, elem_id="timeline-csv")
+    picture = gr.Image(
+        label="Emotion over time",
+        show_label=False,  # the picture has its own title
+        type="filepath",
+        format="png",
+        interactive=False,
+        elem_id="timeline-picture",
+    )
+    table = gr.Dataframe(
+        headers=TIMELINE_COLUMNS,
+        datatype=["number", "number", "str", "str", "number"],
+        label="Speech segments (seconds from the start)",
+        interactive=False,
+        wrap=True,
+        column_widths=["10%", "10%", "55%", "13%", "12%"],
+        elem_id="timeline-table",
+    )
+    clear.add([recording, picture, table, csv_file, summary])
+    submit.click(timeline, [recording], [picture, table, csv_file, summary], api_name="timeline", **listener)
+
+
+def timeline_table(timeline: Timeline) -> list[list]:
+    """The rows the app shows for `timeline`, one per speech segment in time order, as `TIMELINE_COLUMNS`."""
+    return [
+        [segment.start, segment.end, segment.transcript, segment.label, round(segment.score, 3)]
+        for segment in timeline.segments
+    ]
+
+
+def _timeline_dir(root: Path, keep_seconds: float = CACHE_LIFETIME_SECONDS) -> Path:
+    """A new folder under `root` for one request's timeline files. Folders untouched for `keep_seconds` are removed
+    on the way: gradio copied the files it serves into its own cache when their request was answered."""
+    now = time.time()
+    for folder in root.iterdir():
+        try:
+            touched = max([folder.stat().st_mtime] + [path.stat().st_mtime for path in folder.iterdir()])
+        except OSError:  # another request removed it meanwhile
+            continue
+        if now - touched > keep_seconds:
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=root))
+
+
 def _run(recognizer: EmotionRecognizer, audio_path: str | None, transcript: str | None) -> Analysis:
     """Runs one request; problems the user can act on become a readable `gr.Error`, notices a `gr.Warning`."""
-    try:
+    with _readable_errors(audio_path):
         analysis = recognizer.analyse(audio_path, transcript)
+    for notice in analysis.notices:
+        gr.Warning(notice)
+    return analysis
+
+
+@contextmanager
+def _readable_errors(audio_path: str | None) -> Iterator[None]:
+    """Turns what the block raises into a `gr.Error` the user can read: the message of an `InputError` or
+    `ServiceError`, a general apology (and the stack trace in the log) for anything else."""
+    try:
+        yield
     except (InputError, ServiceError) as error:
         # gr.Error renders HTML; the message may quote a file name the user chose.
         raise gr.Error(html.escape(str(error), quote=False), print_exception=False) from None
@@ -162,9 +297,6 @@ def _run(recognizer: EmotionRecognizer, audio_path: str | None, transcript: str 
         logger.exception("Analysing %s failed", audio_path)
         message = "Something went wrong while analysing this recording; please try another one."
         raise gr.Error(message, print_exception=False) from error
-    for notice in analysis.notices:
-        gr.Warning(notice)
-    return analysis
 
 
 def _introduction(recognizer: EmotionRecognizer) -> str:
@@ -172,7 +304,8 @@ def _introduction(recognizer: EmotionRecognizer) -> str:
         "# MER: the emotion in speech and its words\n"
         "Record or upload an utterance (any common audio format; its first "
         f"{recognizer.max_seconds:g} s are analysed), type what is said or leave the box empty to have it "
-        f"transcribed, and submit. The model hears the speech with wav2vec 2.0, reads the words with BERT and joins "
+        "transcribed, and submit; or follow the emotion through a long recording in the *Long recording* tab. "
+        "The model hears the speech with wav2vec 2.0, reads the words with BERT and joins "
         f"them with cross-modal attention; it tells apart **{', '.join(recognizer.labels)}**.\n\n"
         f"Model: `{recognizer.model_name_or_path}` · speech recognition: `{recognizer.asr_model}`"
     )
@@ -191,7 +324,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings.from_env()
     started = time.perf_counter()
-    recognizer = EmotionRecognizer(settings.model, asr_model=settings.asr_model, max_seconds=settings.max_seconds)
+    recognizer = EmotionRecognizer(
+        settings.model,
+        asr_model=settings.asr_model,
+        max_seconds=settings.max_seconds,
+        max_timeline_minutes=settings.max_timeline_minutes,
+        runtime=settings.runtime,
+    )
     demo = build_demo(recognizer, concurrency_limit=settings.concurrency_limit)
     logger.info("Loaded %s and built the app in %.1f s", settings.model, time.perf_counter() - started)
     demo.launch(max_file_size=MAX_UPLOAD_SIZE)

@@ -1,4 +1,6 @@
-"""Creates or updates MER's Hugging Face Space from this folder, uploading only the app's files.
+"""Creates or updates MER's Hugging Face Space from this folder, uploading only the app's files and the project
+modules it imports (`mer/...`, `modeling_mer/...`, under the same paths, so that `python app.py` imports them from
+beside itself on the Space).
 
     python space/deploy.py --space_id user/mer-demo [--model user/mer-model] [--asr_model openai/whisper-base.en]
 
@@ -17,9 +19,10 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, SpaceCard
 
-__all__ = ["APP_FILES", "SPACE_DIR", "deploy", "space_card", "main"]
+__all__ = ["APP_FILES", "PROJECT_FILES", "REPO_DIR", "SPACE_DIR", "deploy", "space_card", "main"]
 
 SPACE_DIR = Path(__file__).resolve().parent
+REPO_DIR = SPACE_DIR.parent
 # What the Space runs, and nothing else (no tests, no development helpers, no caches).
 APP_FILES = (
     "app.py",
@@ -29,6 +32,23 @@ APP_FILES = (
     "requirements.txt",
     "packages.txt",
     "README.md",
+)
+# The project's modules the app imports, directly or through each other (relative to the repository and uploaded
+# under the same paths): the timeline and audio decoding, and the model package, whose pipeline and speech
+# recognizer both tabs use. Their third-party imports are in requirements.in.
+PROJECT_FILES = (
+    "mer/__init__.py",
+    "mer/audio.py",
+    "mer/export.py",
+    "mer/runtime.py",
+    "mer/timeline.py",
+    "mer/vad.py",
+    "modeling_mer/__init__.py",
+    "modeling_mer/asr_mer.py",
+    "modeling_mer/configuration_mer.py",
+    "modeling_mer/modeling_mer.py",
+    "modeling_mer/pipeline_mer.py",
+    "modeling_mer/processing_mer.py",
 )
 
 
@@ -47,8 +67,9 @@ def deploy(
     private: bool = False,
     api: HfApi | None = None,
 ) -> str:
-    """Creates the Space `space_id` (Gradio SDK) if needed, replaces its app with this folder's `APP_FILES` in one
-    commit (Python files it no longer has are deleted), and sets MER_MODEL / MER_ASR_MODEL when given.
+    """Creates the Space `space_id` (Gradio SDK) if needed, replaces its app with this folder's `APP_FILES` and the
+    repository's `PROJECT_FILES` in one commit (Python files it no longer has are deleted, in subfolders too), and
+    sets MER_MODEL / MER_ASR_MODEL when given.
 
     Returns:
         The URL of the commit.
@@ -67,6 +88,9 @@ def deploy(
     with tempfile.TemporaryDirectory(prefix="mer-space-") as staging:
         for name in APP_FILES:
             shutil.copy2(SPACE_DIR / name, Path(staging) / name)
+        for name in PROJECT_FILES:
+            (Path(staging) / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_DIR / name, Path(staging) / name)
         (Path(staging) / "README.md").write_text(space_card(model, asr_model), encoding="utf-8")
         commit = api.upload_folder(
             repo_id=space_id,

@@ -1,47 +1,59 @@
-"""What the Space does to one recording, without any UI: decode, check, transcribe when needed, classify, and keep
-the last fusion layer's cross-modal attention.
+"""What the Space does to a recording, without any UI: for one utterance, decode, check, transcribe when needed,
+classify, and keep the last fusion layer's cross-modal attention; for a long recording, the emotion timeline of its
+speech segments (`mer.timeline`).
 
 `EmotionRecognizer(model)` loads a MER model and its processor once (a Hub id or a local directory, with
-`trust_remote_code=True`); the speech-recognition pipeline is loaded on the first request without a transcript.
-`EmotionRecognizer.analyse(audio_path, transcript)` returns an `Analysis` or raises `InputError` (the user's input
-cannot be analysed) or `ServiceError` (speech recognition is unavailable); both messages are written for the user.
+`trust_remote_code=True`) and wraps them in the model's pipeline (`MERPipeline`), whose one speech recognizer
+(`modeling_mer.asr_mer.SpeechRecognizer`) serves both actions; it is loaded on the first request that needs a
+transcript. Audio is decoded by `mer.audio` (ffmpeg).
+
+`EmotionRecognizer.analyse(audio_path, transcript)` returns an `Analysis`, `EmotionRecognizer.timeline(audio_path,
+out_dir)` a `mer.timeline.Timeline`; both raise `InputError` (the user's input cannot be analysed) or `ServiceError`
+(speech recognition or audio decoding is unavailable), with messages written for the user.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import shutil
-import subprocess
-import threading
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoProcessor, pipeline
+from transformers import AutoModel, AutoProcessor
+
+from mer.audio import AudioError, FFmpegMissingError, audio_duration, decode_audio, stream_audio
+from mer.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
+from mer.timeline import Timeline, write_timeline
+from modeling_mer.asr_mer import DEFAULT_ASR_MODEL, SpeechRecognizer
+from modeling_mer.pipeline_mer import PIPELINE_TASK, MERPipeline
 
 __all__ = [
+    "ATTENTION_RUNTIMES",
     "DEFAULT_ASR_MODEL",
     "DEFAULT_MAX_SECONDS",
+    "DEFAULT_MAX_TIMELINE_MINUTES",
+    "MAX_TRANSCRIPT_CHARACTERS",
     "SILENCE_DBFS",
     "Analysis",
     "EmotionRecognizer",
     "InputError",
     "ServiceError",
-    "decode_audio",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ASR_MODEL = "openai/whisper-small.en"
 DEFAULT_MAX_SECONDS = 60.0
+# The runtimes that give the fusion's attention weights (an ONNX graph gives logits only).
+ATTENTION_RUNTIMES = ("eager", "int8")
+# A long recording costs about its length in compute: a 30-minute interview holds the model for a few minutes.
+DEFAULT_MAX_TIMELINE_MINUTES = 30.0
 # A recording whose RMS level is below this is refused as silent. Quiet speech sits around -40 dBFS and a quiet
 # room's noise floor around -60 to -70 dBFS; an unplugged microphone gives digital zeros (-inf).
 SILENCE_DBFS = -60.0
 MAX_TRANSCRIPT_CHARACTERS = 2000
-# Whisper reads 30 s windows; longer clips (up to the limit) are transcribed window by window.
-_ASR_CHUNK_SECONDS = 30
 
 
 class InputError(ValueError):
@@ -49,7 +61,7 @@ class InputError(ValueError):
 
 
 class ServiceError(RuntimeError):
-    """Speech recognition is unavailable; the message says so, in words meant for the user."""
+    """Speech recognition (or audio decoding) is unavailable; the message says so, in words meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -86,50 +98,25 @@ class Analysis:
         return len(self.waveform) / self.sampling_rate
 
 
-def decode_audio(path: str | Path, sampling_rate: int, max_seconds: float) -> tuple[np.ndarray, bool]:
-    """Decodes any audio (or video) file ffmpeg reads into mono float32 at `sampling_rate` (channels averaged).
-
-    At most `max_seconds` are returned; the rest is not even decoded, so a long upload costs no memory.
-
-    Returns:
-        `(waveform, cropped)`: `cropped` is True when the file is longer than `max_seconds`.
-
-    Raises:
-        InputError: the file cannot be read as audio.
-        ServiceError: ffmpeg is not installed.
-    """
-    if shutil.which("ffmpeg") is None:
-        raise ServiceError("The server cannot decode audio: ffmpeg is not installed.")
-    max_samples = int(max_seconds * sampling_rate)
-    source = f"file:{Path(path).resolve()}"  # a local file, whatever its name looks like (never a URL or "-")
-    command = [
-        "ffmpeg", "-nostdin", "-v", "error", "-t", f"{max_seconds + 1:.3f}", "-i", source,
-        "-vn", "-ac", "1", "-ar", str(sampling_rate), "-f", "f32le", "-acodec", "pcm_f32le", "-",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, check=False)
-    if result.returncode != 0:
-        reason = (result.stderr.decode(errors="replace").strip().splitlines() or ["unknown format"])[-1]
-        reason = reason.replace(source, "").strip(" :")
-        raise InputError(
-            f"Could not read '{Path(path).name}' as audio ({reason}). Upload a wav, mp3, ogg or flac file."
-        )
-    waveform = np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
-    return waveform[:max_samples], len(waveform) > max_samples
-
-
 class EmotionRecognizer:
-    """A MER model, its processor and (lazily) a speech-recognition pipeline, loaded once and shared by requests.
+    """A MER model, its processor and its pipeline (with one speech recognizer, loaded on first use), loaded once
+    and shared by requests.
 
     Args:
         model_name_or_path: Hub id or local directory of a saved MER model and processor.
-        asr_model: Hub id or local directory of an automatic-speech-recognition model, used when no transcript is
-            given. Loaded on first use.
-        max_seconds: longer recordings are cropped to their first `max_seconds` (with a notice); at most the audio
+        asr_model: the speech-recognition model used when no transcript is given (a Hub id, a faster-whisper size
+            name or a local directory; see `modeling_mer.asr_mer.SpeechRecognizer`). Loaded on first use.
+        max_seconds: longer utterances are cropped to their first `max_seconds` (with a notice); at most the audio
             encoder's window (Whisper: 30 s).
+        max_timeline_minutes: longer recordings are refused by `timeline`.
         device: where both models run; defaults to CUDA when available, else the CPU.
+        runtime: how the model runs (`mer.runtime`): on the CPU `DEFAULT_CPU_RUNTIME` (int8 dynamic quantisation,
+            the fastest at batch 1 with the answers of fp32), on a GPU eager; one of `ATTENTION_RUNTIMES`, since
+            the utterance view shows the fusion's attention weights.
 
     Raises:
-        ValueError: `model_name_or_path` is not a MER model, or `max_seconds` is not positive.
+        ValueError: `model_name_or_path` is not a MER model, `max_seconds` or `max_timeline_minutes` is not
+            positive, or `asr_model` is one no installed speech-recognition backend reads.
     """
 
     def __init__(
@@ -137,17 +124,29 @@ class EmotionRecognizer:
         model_name_or_path: str,
         asr_model: str = DEFAULT_ASR_MODEL,
         max_seconds: float = DEFAULT_MAX_SECONDS,
+        max_timeline_minutes: float = DEFAULT_MAX_TIMELINE_MINUTES,
         device: str | None = None,
+        runtime: str | None = None,
     ):
         if not max_seconds > 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds!r}.")
+        if not max_timeline_minutes > 0:
+            raise ValueError(f"max_timeline_minutes must be positive, got {max_timeline_minutes!r}.")
         self.model_name_or_path = str(model_name_or_path)
         self.asr_model = str(asr_model)
         self.max_seconds = float(max_seconds)
+        self.max_timeline_minutes = float(max_timeline_minutes)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.runtime = runtime or (DEFAULT_CPU_RUNTIME if self.device.type == "cpu" else "eager")
+        if self.runtime not in ATTENTION_RUNTIMES:
+            raise ValueError(
+                f"The Space runs the model on {' or '.join(ATTENTION_RUNTIMES)} (it shows attention weights), "
+                f"not {self.runtime!r}."
+            )
         self.model = AutoModel.from_pretrained(self.model_name_or_path, trust_remote_code=True).to(self.device).eval()
         if getattr(self.model.config, "model_type", None) != "mer":
             raise ValueError(f"{self.model_name_or_path} holds a {self.model.config.model_type!r} model, not MER.")
+        self.model = prepare_for_inference(self.model, self.runtime)
         self.processor = AutoProcessor.from_pretrained(self.model_name_or_path, trust_remote_code=True)
         window = getattr(self.model.config, "audio_max_seconds", None)  # Whisper towers take 30 s at once
         if window is not None and window < self.max_seconds:
@@ -155,8 +154,15 @@ class EmotionRecognizer:
         # Transcripts are cut to what the text encoder can read (its tokenizer may not know its own limit).
         positions = getattr(self.model.config.text_config, "max_position_embeddings", None)
         self.max_text_tokens = min(self.processor.tokenizer.model_max_length, positions or math.inf)
-        self._asr = None
-        self._asr_lock = threading.Lock()
+        # The installed pipeline class around the model already loaded: the timeline classifies with it, and its
+        # speech recognizer transcribes for both actions.
+        self.pipeline = MERPipeline(
+            model=self.model,
+            processor=self.processor,
+            task=PIPELINE_TASK,
+            device=self.device,
+            asr_model=self.asr_model,
+        )
 
     @property
     def labels(self) -> list[str]:
@@ -187,7 +193,7 @@ class EmotionRecognizer:
             raise InputError(
                 f"The transcript has {len(transcript)} characters; at most {MAX_TRANSCRIPT_CHARACTERS} are accepted."
             )
-        waveform, cropped = decode_audio(audio_path, self.sampling_rate, self.max_seconds)
+        waveform, cropped = _decode(audio_path, self.sampling_rate, self.max_seconds)
         self._check_audio(waveform)
         notices = []
         if cropped:
@@ -236,26 +242,77 @@ class EmotionRecognizer:
             )
 
     def transcribe(self, audio_path: str | Path, waveform: np.ndarray) -> str:
-        """Transcribes `waveform` (at `sampling_rate`; decoded again from `audio_path` when the speech-recognition
-        model expects another rate). Raises ServiceError when the model cannot be loaded."""
-        asr = self._load_asr()
-        asr_rate = asr.feature_extractor.sampling_rate
-        if asr_rate != self.sampling_rate:
-            waveform, _ = decode_audio(audio_path, asr_rate, self.max_seconds)
-        result = asr({"raw": waveform, "sampling_rate": asr_rate}, chunk_length_s=_ASR_CHUNK_SECONDS)
-        return result["text"].strip()
+        """Transcribes `waveform` (at `sampling_rate`; decoded again from `audio_path` when the speech recognizer
+        reads another rate) with the pipeline's speech recognizer.
 
-    def _load_asr(self):
-        with self._asr_lock:
-            if self._asr is None:
-                try:
-                    self._asr = pipeline("automatic-speech-recognition", model=self.asr_model, device=self.device)
-                except Exception as error:  # any loading failure (network, disk, format) means the same to the user
-                    logger.exception("Loading the speech-recognition model %s failed", self.asr_model)
-                    raise ServiceError(
-                        f"Speech recognition ({self.asr_model}) is unavailable right now: type the transcript instead."
-                    ) from error
-            return self._asr
+        Raises:
+            ServiceError: the speech-recognition model cannot be loaded.
+        """
+        speech_recognizer = self.speech_recognizer()
+        if speech_recognizer.sampling_rate != self.sampling_rate:
+            waveform, _ = _decode(audio_path, speech_recognizer.sampling_rate, self.max_seconds)
+        return speech_recognizer.transcribe(waveform)
+
+    def speech_recognizer(self) -> SpeechRecognizer:
+        """The pipeline's speech recognizer, loaded (once; a failed load is tried again by the next request).
+
+        Raises:
+            ServiceError: the speech-recognition model cannot be loaded.
+        """
+        speech_recognizer = self.pipeline.speech_recognizer()
+        try:
+            speech_recognizer.load()
+        except OSError as error:  # any loading failure (network, disk, format) means the same to the user
+            logger.exception("Loading the speech-recognition model %s failed", self.asr_model)
+            raise ServiceError(
+                f"Speech recognition ({self.asr_model}) is unavailable right now: type the transcript instead."
+            ) from error
+        return speech_recognizer
+
+    def timeline(self, audio_path: str | Path | None, out_dir: str | Path, progress: bool = False) -> Timeline:
+        """The emotion timeline of a recording of up to `max_timeline_minutes`: its speech segments (Silero VAD),
+        each transcribed and classified, written by `mer.timeline.write_timeline` into `out_dir` (`timeline.csv`,
+        `timeline.json`, `timeline.png`). A recording without speech gives an empty timeline, not an error.
+
+        `progress` shows a tqdm bar of the audio processed (which `gr.Progress(track_tqdm=True)` follows). The
+        returned timeline names the recording by its file name only (as its `summary` shows it to the user).
+
+        Raises:
+            InputError: no audio, a file that cannot be read as audio, or a recording longer than
+                `max_timeline_minutes`.
+            ServiceError: the speech-recognition model cannot be loaded, or ffmpeg is missing.
+        """
+        if audio_path is None or not str(audio_path).strip():
+            raise InputError("No audio: record with the microphone or upload a file, then submit.")
+        self._check_timeline_length(audio_path)
+        self.speech_recognizer()  # a ServiceError now rather than at the first segment
+        try:
+            timeline = write_timeline(self.pipeline, audio_path, out_dir, progress=progress)
+        except AudioError as error:
+            raise InputError(_unreadable(audio_path, error)) from None
+        except FFmpegMissingError:
+            raise ServiceError(_NO_FFMPEG) from None
+        timeline.recording = Path(audio_path).name
+        return timeline
+
+    def _check_timeline_length(self, audio_path: str | Path) -> None:
+        limit = self.max_timeline_minutes
+        allowed = f"{limit:g} minute{'' if limit == 1 else 's'}"
+        try:
+            seconds = audio_duration(audio_path)
+            if seconds is not None:
+                lasts = f"{seconds / 60:.1f} minutes"
+            else:  # the container does not say (or it is not audio): count the samples, up to the limit
+                seconds, lasts = _streamed_seconds(audio_path, self.sampling_rate, 60 * limit), f"more than {allowed}"
+        except AudioError as error:
+            raise InputError(_unreadable(audio_path, error)) from None
+        except FFmpegMissingError:
+            raise ServiceError(_NO_FFMPEG) from None
+        if seconds > 60 * limit:
+            raise InputError(
+                f"The recording lasts {lasts}; the timeline takes at most {allowed}. Cut it into parts and give "
+                "them one at a time."
+            )
 
     @torch.inference_mode()
     def _classify(
@@ -289,3 +346,35 @@ class EmotionRecognizer:
             attentions={name: weights.float().cpu().numpy() for name, weights in attentions.items()},
             notices=notices,
         )
+
+
+_NO_FFMPEG = "The server cannot decode audio: ffmpeg is not installed."
+
+
+def _decode(path: str | Path, sampling_rate: int, max_seconds: float) -> tuple[np.ndarray, bool]:
+    """`mer.audio.decode_audio`, its errors told to the user (see `EmotionRecognizer.analyse`)."""
+    try:
+        return decode_audio(path, sampling_rate, max_seconds)
+    except AudioError as error:
+        raise InputError(_unreadable(path, error)) from None
+    except FFmpegMissingError:
+        raise ServiceError(_NO_FFMPEG) from None
+
+
+def _unreadable(path: str | Path, error: AudioError) -> str:
+    """`error`'s message with the file named as the user named it (no server folders), and what to do."""
+    message, name = str(error), Path(path).name
+    for shown in {str(path), str(Path(path)), str(Path(path).resolve())}:
+        message = message.replace(f"'{shown}'", f"'{name}'")
+    return f"{message} Upload a wav, mp3, ogg or flac file."
+
+
+def _streamed_seconds(path: str | Path, sampling_rate: int, stop_after: float) -> float:
+    """The duration of `path` by decoding it chunk by chunk (bounded memory); stops once past `stop_after` seconds."""
+    samples = 0
+    with closing(stream_audio(path, sampling_rate)) as chunks:  # closing stops ffmpeg
+        for chunk in chunks:
+            samples += len(chunk)
+            if samples > stop_after * sampling_rate:
+                break
+    return samples / sampling_rate

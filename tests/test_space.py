@@ -1,13 +1,15 @@
-"""The Gradio Space (space/): the prediction function on good and bad input, the app served on 127.0.0.1 and called
-through gradio_client and through Chromium, the Space card, and what deploy.py uploads.
+"""The Gradio Space (space/): the prediction function and the long-recording timeline on good and bad input, the app
+served on 127.0.0.1 and called through gradio_client and through Chromium, the Space card, and what deploy.py uploads.
 
 Everything runs offline: a tiny MER model and a tiny character-level CTC model (standing in for Whisper) are built
-from configs and saved to a temporary directory; the example clips are spoken by espeak-ng.
+from configs and saved to a temporary directory; the example clips are spoken by espeak-ng, and the long recording is
+made of the synthetic corpus's utterances with known pauses.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import os
 import shutil
@@ -43,11 +45,16 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from huggingface_hub import SpaceCard  # noqa: E402
 from recognizer import EmotionRecognizer, InputError  # noqa: E402
 
+from dataset_scripts.long_recording import LongRecording, build_long_recording  # noqa: E402
+from mer.timeline import Timeline  # noqa: E402
+from modeling_mer import asr_mer  # noqa: E402
+
 # gradio's queue calls a pandas option that pandas 3 deprecates; not ours to fix. (Older pandas lacks the warning
 # class, and naming a missing class in a filter stops the whole test session.)
 PANDAS_4_WARNING = hasattr(pandas.errors, "Pandas4Warning")
 pytestmark = [pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")] if PANDAS_4_WARNING else []
 MAX_SECONDS = 3.0  # a short limit, so cropping is tested with a short clip
+MAX_TIMELINE_MINUTES = 1.0  # a short limit, so refusing a long recording is tested with a short one
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------------
@@ -60,7 +67,9 @@ def models(tmp_path_factory) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def recognizer(models) -> EmotionRecognizer:
-    return EmotionRecognizer(models[0], asr_model=models[1], max_seconds=MAX_SECONDS)
+    return EmotionRecognizer(
+        models[0], asr_model=models[1], max_seconds=MAX_SECONDS, max_timeline_minutes=MAX_TIMELINE_MINUTES
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +77,19 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     """The app's example clips (espeak-ng, 22.05 kHz mono), by emotion name."""
     rows = make_example_clips(tmp_path_factory.mktemp("clips"))
     return {Path(path).stem: Path(path) for path, _ in rows}
+
+
+@pytest.fixture(scope="module")
+def long_recording(synthetic_corpus, tmp_path_factory) -> LongRecording:
+    """About 45 s of corpus utterances (16 kHz wav) with pauses of 0.6-2.5 s over a -60 dBFS noise floor."""
+    return build_long_recording(synthetic_corpus, tmp_path_factory.mktemp("long") / "meeting.wav", minutes=0.7)
+
+
+@pytest.fixture(scope="module")
+def long_timeline(recognizer, long_recording, tmp_path_factory) -> tuple[Timeline, Path]:
+    """`(timeline, out_dir)`: the timeline of `long_recording`, made by calling the recognizer directly."""
+    out_dir = tmp_path_factory.mktemp("timeline")
+    return recognizer.timeline(str(long_recording.wav_path), out_dir), out_dir
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +202,7 @@ def _best_correlation(reference: np.ndarray, other: np.ndarray, max_shift: int =
 
 
 def test_without_a_transcript_the_speech_is_transcribed_once_loaded_and_the_transcript_shown(
-    models, clips, monkeypatch
+    models, clips, tmp_path, monkeypatch
 ):
     from transformers import pipeline
 
@@ -190,7 +212,7 @@ def test_without_a_transcript_the_speech_is_transcribed_once_loaded_and_the_tran
         loads.append(kwargs.get("model"))
         return pipeline(*args, **kwargs)
 
-    monkeypatch.setattr(space_recognizer, "pipeline", counting_pipeline)
+    monkeypatch.setattr(asr_mer, "transformers_pipeline", counting_pipeline)  # what the shared SpeechRecognizer loads
     recognizer = EmotionRecognizer(models[0], asr_model=models[1])
 
     recognizer.analyse(str(clips["sad"]), "i am so sorry about the letter.")
@@ -199,13 +221,16 @@ def test_without_a_transcript_the_speech_is_transcribed_once_loaded_and_the_tran
     analysis = recognizer.analyse(str(clips["sad"]), "   ")
     expected = pipeline("automatic-speech-recognition", model=models[1])(
         {"raw": analysis.waveform, "sampling_rate": 16000}
-    )["text"].strip()
-    assert analysis.transcript == expected and expected  # the transcript shown is the one the model read
+    )["text"]
+    assert analysis.transcript == " ".join(expected.split()) and expected  # the transcript shown is the one read
     assert analysis.transcribed_by == models[1]
     assert analysis.tokens[0] == "[CLS]" and len(analysis.tokens) > 2
 
     recognizer.analyse(str(clips["angry"]), None)
-    assert loads == [models[1]]  # loaded once, on the first request that needed it
+    short = _write(tmp_path / "short.wav", _speech(clips), 22050)
+    recognizer.timeline(str(short), tmp_path / "timeline")
+    assert loads == [models[1]]  # loaded once, on the first request that needed it, and shared by the timeline
+    assert recognizer.speech_recognizer() is recognizer.pipeline.speech_recognizer()
 
 
 def test_without_words_the_notice_says_what_an_audio_only_prediction_of_this_model_is_worth(
@@ -308,16 +333,109 @@ def test_example_clips_are_spoken_by_espeak_and_each_can_be_analysed(recognizer,
 
 def test_settings_come_from_the_environment_only():
     assert space_app.Settings.from_env({}) == space_app.Settings(
-        model=space_app.DEFAULT_MODEL, asr_model="openai/whisper-small.en", max_seconds=60.0, concurrency_limit=1
+        model=space_app.DEFAULT_MODEL,
+        asr_model="openai/whisper-small.en",
+        max_seconds=60.0,
+        concurrency_limit=1,
+        max_timeline_minutes=30.0,
     )
     settings = space_app.Settings.from_env(
-        {"MER_MODEL": "runs/demo", "MER_ASR_MODEL": "asr", "MER_MAX_SECONDS": "12.5", "MER_CONCURRENCY": "2"}
+        {
+            "MER_MODEL": "runs/demo",
+            "MER_ASR_MODEL": "asr",
+            "MER_MAX_SECONDS": "12.5",
+            "MER_CONCURRENCY": "2",
+            "MER_MAX_TIMELINE_MINUTES": "90",
+            "MER_RUNTIME": "eager",
+        }
     )
-    assert settings == space_app.Settings("runs/demo", "asr", 12.5, 2)
+    assert settings == space_app.Settings("runs/demo", "asr", 12.5, 2, 90.0, "eager")
     with pytest.raises(ValueError, match="MER_MAX_SECONDS must be a positive float, got '-1'"):
         space_app.Settings.from_env({"MER_MAX_SECONDS": "-1"})
     with pytest.raises(ValueError, match="MER_CONCURRENCY must be a positive int, got 'two'"):
         space_app.Settings.from_env({"MER_CONCURRENCY": "two"})
+    with pytest.raises(ValueError, match="MER_MAX_TIMELINE_MINUTES must be a positive float, got '0'"):
+        space_app.Settings.from_env({"MER_MAX_TIMELINE_MINUTES": "0"})
+
+
+def test_on_a_cpu_the_model_runs_int8_with_the_answers_of_eager(recognizer, models, clips):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    assert recognizer.runtime == "int8"
+    assert any(isinstance(module, DynamicQuantizedLinear) for module in recognizer.model.modules())
+    eager = EmotionRecognizer(models[0], asr_model=models[1], max_seconds=MAX_SECONDS, runtime="eager")
+    for name, clip in clips.items():
+        expected = eager.analyse(str(clip), name).probabilities
+        got = recognizer.analyse(str(clip), name).probabilities
+        assert max(got, key=got.get) == max(expected, key=expected.get)
+    with pytest.raises(ValueError, match="not 'onnx'"):
+        EmotionRecognizer(models[0], asr_model=models[1], runtime="onnx")
+
+
+# --- the long-recording timeline ----------------------------------------------------------------------------------
+def test_a_long_recording_becomes_a_timeline_of_its_speech_segments(long_recording, long_timeline):
+    from PIL import Image
+
+    timeline, out_dir = long_timeline
+    segments = timeline.segments
+    assert 40 < long_recording.duration < 60 and timeline.duration_seconds == pytest.approx(long_recording.duration)
+    assert segments and all(a.end <= b.start for a, b in zip(segments, segments[1:], strict=False))  # in time order
+    assert 0 <= segments[0].start and segments[-1].end <= long_recording.duration
+    for utterance in long_recording.utterances:  # every utterance's middle lies in a segment, at the right time
+        middle = (utterance.start + utterance.end) / 2
+        assert any(s.start <= middle <= s.end for s in segments), (utterance, segments)
+    assert {segment.transcript_source for segment in segments} == {"asr"}
+    assert all(segment.label in timeline.labels for segment in segments)
+
+    rows = space_app.timeline_table(timeline)
+    assert len(rows) == len(segments)
+    assert [row[:4] for row in rows] == [[s.start, s.end, s.transcript, s.label] for s in segments]
+    with (out_dir / "timeline.csv").open(newline="", encoding="utf-8") as handle:
+        assert len(list(csv.DictReader(handle))) == len(segments)
+    with Image.open(out_dir / "timeline.png") as picture:
+        assert picture.format == "PNG" and picture.width > 800 and np.asarray(picture.convert("L")).std() > 10
+    assert timeline.summary().startswith(f"{len(segments)} speech segments ")
+    assert timeline.recording == "meeting.wav"  # the file's name, no server folders
+
+
+def test_a_recording_without_speech_gives_an_empty_timeline_not_an_error(recognizer, tmp_path):
+    noise = 10 ** (-60 / 20) * np.random.default_rng(0).standard_normal(8 * 16000)  # a quiet room, nobody speaking
+    timeline = recognizer.timeline(str(_write(tmp_path / "room.wav", noise, 16000)), tmp_path / "out")
+
+    assert timeline.segments == [] and space_app.timeline_table(timeline) == []
+    assert timeline.summary() == "No speech was found in room.wav (8.0 s): the timeline is empty."
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: None, "No audio: record with the microphone or upload a file"),
+        (lambda tmp: tmp / "missing.wav", r"Could not read 'missing.wav' as audio \(no such file\)"),
+        (lambda tmp: _bytes(tmp / "notes.mp3", b"not audio"), "Could not read 'notes.mp3' as audio"),
+        (
+            lambda tmp: _write(tmp / "long.wav", np.zeros(8000 * 75, np.int16), 8000),
+            "The recording lasts 1.2 minutes; the timeline takes at most 1 minute",
+        ),
+    ],
+    ids=["no-audio", "missing", "not-audio", "too-long"],
+)
+def test_the_timeline_refuses_what_it_cannot_take_with_a_message_for_the_user(recognizer, tmp_path, make, message):
+    with pytest.raises(InputError, match=message) as error:
+        recognizer.timeline(make(tmp_path), tmp_path / "out")
+    assert str(tmp_path) not in str(error.value)
+
+
+def test_a_too_long_recording_whose_container_does_not_say_its_length_is_refused_too(
+    recognizer, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(space_recognizer, "audio_duration", lambda path: None)  # as for a raw stream
+    long_file = _write(tmp_path / "long.wav", np.zeros(8000 * 75, np.int16), 8000)
+    with pytest.raises(
+        InputError, match="The recording lasts more than 1 minute; the timeline takes at most 1 minute"
+    ):
+        recognizer.timeline(str(long_file), tmp_path / "out")  # counted up to the limit, not to its end
+    short_file = _write(tmp_path / "short.wav", np.zeros(8000 * 5, np.int16), 8000)
+    assert recognizer.timeline(str(short_file), tmp_path / "out").duration_seconds == pytest.approx(5.0)
 
 
 # --- the app, served and called through gradio_client ------------------------------------------------------------
@@ -400,6 +518,36 @@ def test_simultaneous_requests_wait_in_the_queue_instead_of_running_together(cli
     assert len(results) == 4 and most[0] == 1  # UI and API share one model slot (MER_CONCURRENCY=1)
 
 
+def test_the_timeline_endpoint_returns_picture_table_csv_and_summary(client, long_recording, long_timeline):
+    from PIL import Image
+
+    expected, _ = long_timeline
+    picture, table, csv_file, summary = client.predict(handle_file(str(long_recording.wav_path)), api_name="/timeline")
+
+    assert table["headers"] == space_app.TIMELINE_COLUMNS
+    assert len(table["data"]) == len(expected.segments)
+    assert [row[:4] for row in table["data"]] == [row[:4] for row in space_app.timeline_table(expected)]
+    assert [row[4] for row in table["data"]] == pytest.approx([s.score for s in expected.segments], abs=1e-3)
+    with Image.open(picture) as image:
+        assert image.format == "PNG"
+    with open(csv_file, newline="", encoding="utf-8") as handle:
+        assert [row["label"] for row in csv.DictReader(handle)] == [s.label for s in expected.segments]
+    assert summary.startswith(f"{len(expected.segments)} speech segments ")
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/timeline"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == ["audio_path"]  # the progress tracker is no parameter
+
+
+def test_the_timeline_endpoint_answers_silence_with_an_empty_table_and_refuses_a_long_recording(client, tmp_path):
+    silence = _write(tmp_path / "silence.wav", np.zeros(5 * 16000, np.int16), 16000)
+    picture, table, csv_file, summary = client.predict(handle_file(str(silence)), api_name="/timeline")
+    assert (picture, table["data"], csv_file) == (None, [], None)
+    assert summary == "No speech was found in silence.wav (5.0 s): the timeline is empty."
+
+    too_long = _write(tmp_path / "long.wav", np.zeros(8000 * 75, np.int16), 8000)
+    with pytest.raises(AppError, match="The recording lasts 1.2 minutes; the timeline takes at most 1 minute"):
+        client.predict(handle_file(str(too_long)), api_name="/timeline")
+
+
 # --- the Space folder and its deployment --------------------------------------------------------------------------
 def test_the_space_card_and_requirements_pin_the_locked_versions_and_name_the_models():
     locked = locked_versions((REPO / "requirements.lock").read_text())
@@ -409,19 +557,84 @@ def test_the_space_card_and_requirements_pin_the_locked_versions_and_name_the_mo
     assert card.title and len(card.short_description) <= 60
     pins = locked_versions((SPACE_DIR / "requirements.txt").read_text())
     assert {"torch", "transformers", "numpy", "matplotlib", "huggingface-hub"} <= set(pins)
+    assert {"silero-vad", "onnxruntime", "faster-whisper", "tqdm"} <= set(pins)  # the timeline's, and fast ASR
     assert {name: version for name, version in pins.items() if locked.get(name) != version} == {}
     assert {"ffmpeg", "espeak-ng"} <= set((SPACE_DIR / "packages.txt").read_text().split())
 
 
-def test_deploy_uploads_every_module_the_app_imports():
-    siblings = {path.stem for path in SPACE_DIR.glob("*.py")}
-    uploaded = {Path(name).stem for name in space_deploy.APP_FILES if name.endswith(".py")}
-    for module in uploaded:
-        tree = ast.parse((SPACE_DIR / f"{module}.py").read_text())
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-        assert imported & siblings <= uploaded, (module, imported & siblings - uploaded)
-    assert "dev_models" not in uploaded and "deploy" not in uploaded
+PROJECT_PACKAGES = ("mer", "modeling_mer")  # what deploy.py may upload from outside space/
+
+
+def _imported_files(path: Path) -> set[Path]:
+    """The files of the Space's siblings and of `PROJECT_PACKAGES` that `path` imports anywhere in its code (inside
+    functions too), with the `__init__.py` of every package on the way."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative to the file's own package
+                package = path.parent.relative_to(REPO).parts
+                module = ".".join([*package[: len(package) - node.level + 1], *([module] if module else [])])
+            names.add(module)
+            names |= {f"{module}.{alias.name}" for alias in node.names}  # `from mer import audio` imports a module
+    files = set()
+    for name in names:
+        parts = name.split(".")
+        if len(parts) == 1 and (SPACE_DIR / f"{name}.py").is_file():
+            files.add(SPACE_DIR / f"{name}.py")
+        elif parts[0] in PROJECT_PACKAGES:
+            for depth in range(1, len(parts) + 1):
+                for candidate in (
+                    REPO.joinpath(*parts[:depth], "__init__.py"),
+                    REPO.joinpath(*parts[:depth]).with_suffix(".py"),
+                ):
+                    if candidate.is_file():
+                        files.add(candidate)
+    return files
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """The top-level names of what `path` imports from outside the standard library, the Space and the project."""
+    tree = ast.parse(path.read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
+    tops = {name.split(".")[0] for name in names}
+    siblings = {file.stem for file in SPACE_DIR.glob("*.py")}
+    return tops - set(sys.stdlib_module_names) - siblings - set(PROJECT_PACKAGES) - {"__future__"}
+
+
+def _uploaded_files() -> set[Path]:
+    return {SPACE_DIR / name for name in space_deploy.APP_FILES} | {REPO / name for name in space_deploy.PROJECT_FILES}
+
+
+def test_deploy_uploads_every_module_the_app_imports_and_only_those():
+    uploaded = _uploaded_files()
+    reached, todo = set(), [SPACE_DIR / "app.py"]
+    while todo:  # everything the app imports, following imports through the project's modules
+        path = todo.pop()
+        for imported in _imported_files(path) - reached:
+            assert imported in uploaded, f"{path.relative_to(REPO)} imports {imported.relative_to(REPO)}, not uploaded"
+            reached.add(imported)
+            todo.append(imported)
+    assert {str(path.relative_to(REPO)) for path in reached if path.parent != SPACE_DIR} == set(
+        space_deploy.PROJECT_FILES
+    )  # no project module the app does not need
+    assert {path for path in uploaded if path.suffix == ".py"} == reached | {SPACE_DIR / "app.py"}
+    assert "dev_models.py" not in space_deploy.APP_FILES and "deploy.py" not in space_deploy.APP_FILES
+
+
+def test_the_space_requirements_cover_what_the_uploaded_modules_import():
+    from importlib.metadata import packages_distributions
+
+    distributions = packages_distributions()
+    pins = set(locked_versions((SPACE_DIR / "requirements.txt").read_text())) | {"gradio"}  # gradio: sdk_version
+    for path in sorted(path for path in _uploaded_files() if path.suffix == ".py"):
+        for name in _third_party_imports(path):
+            names = {dist.lower().replace("_", "-") for dist in distributions.get(name, [name])}
+            assert names & pins, f"{path.relative_to(REPO)} imports {name}, which space/requirements.txt lacks"
 
 
 class RecordingHfApi:
@@ -435,7 +648,11 @@ class RecordingHfApi:
 
     def upload_folder(self, **kwargs):
         folder = Path(kwargs["folder_path"])
-        files = {path.name: path.read_text(encoding="utf-8") for path in folder.rglob("*") if path.is_file()}
+        files = {
+            path.relative_to(folder).as_posix(): path.read_text(encoding="utf-8")
+            for path in folder.rglob("*")
+            if path.is_file()
+        }
         self.calls.append(("upload_folder", kwargs["repo_id"], {**kwargs, "files": files}))
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/spaces/{kwargs['repo_id']}/commit/1"})
 
@@ -455,8 +672,10 @@ def test_deploy_creates_the_space_and_uploads_only_the_app(monkeypatch, capsys):
         {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True},
     )
     assert (upload, repo, upload_kwargs["repo_type"]) == ("upload_folder", "someone/mer-demo", "space")
-    assert sorted(upload_kwargs["files"]) == sorted(space_deploy.APP_FILES)
-    assert upload_kwargs["files"]["app.py"] == (SPACE_DIR / "app.py").read_text()
+    files = upload_kwargs["files"]
+    assert sorted(files) == sorted(space_deploy.APP_FILES + space_deploy.PROJECT_FILES)
+    assert files["app.py"] == (SPACE_DIR / "app.py").read_text()
+    assert files["mer/timeline.py"] == (REPO / "mer" / "timeline.py").read_text()  # under the repository's paths
     card = SpaceCard(upload_kwargs["files"]["README.md"]).data
     assert card.models == ["someone/mer-iemocap", "openai/whisper-small.en"] and card.sdk == "gradio"
     assert upload_kwargs["delete_patterns"] == ["*.py"]  # modules the app no longer has do not linger
@@ -473,7 +692,34 @@ def test_deploy_refuses_a_local_model_directory(models, monkeypatch, capsys):
     assert api.calls == []
 
 
-def test_python_space_app_py_serves_the_model_named_by_mer_model(models, clips, tmp_path):
+# `python app.py` with the project's editable install out of reach, as on the Space: mer and modeling_mer can only
+# come from beside app.py (the script's folder, first on sys.path; here the current directory).
+_RUN_WITHOUT_THE_PROJECT = (
+    "import runpy, sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '').lower()]; "
+    "sys.argv = ['app.py']; runpy.run_path('app.py', run_name='__main__')"
+)
+
+
+def _uploaded_space(folder: Path) -> Path:
+    """What deploy.py uploads, written out to `folder` (as the Space's repository holds it)."""
+    api = RecordingHfApi()
+    space_deploy.deploy("someone/mer-demo", api=api)
+    (upload,) = [kwargs for name, _, kwargs in api.calls if name == "upload_folder"]
+    for name, text in upload["files"].items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("layout", ["repository", "uploaded"])
+def test_python_app_py_serves_the_model_named_by_mer_model_in_the_repository_and_as_uploaded(
+    layout, models, clips, tmp_path
+):
+    if layout == "repository":  # `make space`: the project's modules come from its editable install
+        command, cwd = [sys.executable, str(SPACE_DIR / "app.py")], REPO
+    else:  # the Space: from the modules deploy.py uploads beside app.py, and nowhere else
+        command, cwd = [sys.executable, "-c", _RUN_WITHOUT_THE_PROJECT], _uploaded_space(tmp_path / "space")
     port = _free_port()
     env = {
         **os.environ,
@@ -484,13 +730,13 @@ def test_python_space_app_py_serves_the_model_named_by_mer_model(models, clips, 
     }
     log = tmp_path / "app.log"
     with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, str(SPACE_DIR / "app.py")], env=env, stdout=subprocess.DEVNULL, stderr=log_file
-        )
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
         try:
             client = _connect(f"http://127.0.0.1:{port}/", process, log, timeout=120)
             result = client.predict(handle_file(str(clips["happy"])), "what a wonderful party!", api_name="/predict")
             assert {c["label"] for c in result["confidences"]} == {"neutral", "happy", "angry", "sad"}
+            *_, summary = client.predict(handle_file(str(clips["happy"])), api_name="/timeline")  # VAD, ASR, plot
+            assert summary.startswith("1 speech segments")
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -568,3 +814,31 @@ def test_in_the_browser_submitting_without_audio_shows_a_readable_error(page, se
     toast = page.locator('[data-testid="toast-body"].error [data-testid="toast-text"]')
     assert toast.inner_text() == "No audio: record with the microphone or upload a file, then submit."
     assert "Traceback" not in page.content()
+
+
+def test_in_the_browser_a_long_recording_becomes_a_timeline_picture_and_table(
+    page, served, long_recording, long_timeline
+):
+    expected, _ = long_timeline
+    page.goto(served[0])
+    page.get_by_role("tab", name="Long recording").click()
+    page.locator("#timeline-audio-input input[type=file]").set_input_files(str(long_recording.wav_path))
+    page.locator('#timeline-audio-input [data-testid="download-link"][href$="meeting.wav"]').wait_for()  # uploaded
+    page.locator("#timeline-submit").click()
+
+    picture = page.locator("#timeline-picture img")
+    picture.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+    assert picture.evaluate("img => img.naturalWidth") > 800
+    grid = page.locator('#timeline-table [role="grid"]')
+    assert grid.get_attribute("aria-rowcount") == str(len(expected.segments) + 1)  # the header and one per segment
+    first = page.locator('#timeline-table [role="row"][aria-rowindex="2"] [role="gridcell"]').all_inner_texts()
+    assert [cell.strip() for cell in first[:4]] == [
+        f"{expected.segments[0].start:g}",
+        f"{expected.segments[0].end:g}",
+        expected.segments[0].transcript,
+        expected.segments[0].label,
+    ]
+    assert page.locator("#timeline-summary").inner_text().startswith(f"{len(expected.segments)} speech segments ")
+    assert page.locator('#timeline-csv [data-testid="download-link"]').get_attribute("download") == "timeline.csv"
+    page.screenshot(path=str(SCREENSHOT.with_name("space-timeline-screenshot.png")), full_page=True)
