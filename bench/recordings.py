@@ -112,7 +112,7 @@ def measure_predict(model: str, utterances: list[dict], work: Path, runtime: str
     rows = "".join(f'{f.name},"{u["text"]}"\n' for f, u in zip(files, utterances, strict=True))
     table.write_text("file,transcript\n" + rows)
     pipe = load_pipeline(model, asr_model=faster_whisper_model(), runtime=runtime, device="cpu")
-    labels = [pipe.model.config.id2label[i] for i in range(len(pipe.model.config.id2label))]
+    labels = pipe.labels
     results = {"runtime": pipe.runtime, "files": len(files)}
     for condition, transcripts in (("transcripts given", TranscriptTable(table)), ("speech recognition", None)):
         log = PredictionLog(work / f"{condition}.csv", labels, model, pipe.fingerprint, pipe.runtime, overwrite=True)

@@ -144,7 +144,7 @@ def _predict(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"No files found in {', '.join(args.paths)}.")
     pipe = _load(args)
-    labels = [pipe.model.config.id2label[i] for i in range(len(pipe.model.config.id2label))]
+    labels = pipe.labels
     log = PredictionLog(args.output, labels, args.model, pipe.fingerprint, pipe.runtime, overwrite=args.overwrite)
     start = time.perf_counter()
     summary = predict_files(pipe, files, log, transcripts, args.batch_size, progress=not args.quiet)

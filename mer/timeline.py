@@ -112,7 +112,7 @@ def classify_segments(
     pipe: MERPipeline, segments: Iterable[SpeechSegment], batch_size: int = 8
 ) -> Iterator[TimelineSegment]:
     """Transcribes and classifies `segments` (16 kHz) in batches, yielding each as soon as its batch is done."""
-    labels = [pipe.model.config.id2label[i] for i in range(len(pipe.model.config.id2label))]
+    labels = pipe.labels
     batch: list[SpeechSegment] = []
     for segment in segments:
         batch.append(segment)
@@ -157,7 +157,7 @@ def write_timeline(
     """
     recording, out_dir = Path(recording), Path(out_dir)
     min_seconds, max_seconds = segment_lengths(pipe, min_seconds, max_seconds)
-    labels = [pipe.model.config.id2label[i] for i in range(len(pipe.model.config.id2label))]
+    labels = pipe.labels
     timeline = Timeline(
         recording=str(recording),
         labels=labels,

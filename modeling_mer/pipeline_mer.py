@@ -180,7 +180,7 @@ class MERPipeline(Pipeline):
             audio=[item["waveform"] for item in items],
             text=[item["text"] for item in items],
             sampling_rate=self.processor.sampling_rate,
-            max_text_length=self._max_text_tokens(),
+            max_text_length=self.max_text_tokens,
         )
         return {
             "model_inputs": dict(model_inputs),
@@ -188,9 +188,17 @@ class MERPipeline(Pipeline):
             "transcribed_by": [item["transcribed_by"] for item in items],
         }
 
-    def _max_text_tokens(self) -> int:
+    @property
+    def max_text_tokens(self) -> int:
+        """The most transcript tokens the text encoder reads (its tokenizer may not know its own limit): longer
+        transcripts are cut to this."""
         positions = getattr(self.model.config.text_config, "max_position_embeddings", None) or math.inf
         return int(min(self.processor.tokenizer.model_max_length, positions))
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's class names, in its `id2label` order."""
+        return [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
 
     def _forward(self, batch: dict) -> dict:
         logits = self.model(**batch["model_inputs"]).logits  # (B, num_labels)

@@ -151,9 +151,6 @@ class EmotionRecognizer:
         window = getattr(self.model.config, "audio_max_seconds", None)  # Whisper towers take 30 s at once
         if window is not None and window < self.max_seconds:
             self.max_seconds = window
-        # Transcripts are cut to what the text encoder can read (its tokenizer may not know its own limit).
-        positions = getattr(self.model.config.text_config, "max_position_embeddings", None)
-        self.max_text_tokens = min(self.processor.tokenizer.model_max_length, positions or math.inf)
         # The installed pipeline class around the model already loaded: the timeline classifies with it, and its
         # speech recognizer transcribes for both actions.
         self.pipeline = MERPipeline(
@@ -167,7 +164,12 @@ class EmotionRecognizer:
     @property
     def labels(self) -> list[str]:
         """The class names, in the model's order."""
-        return [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
+        return self.pipeline.labels
+
+    @property
+    def max_text_tokens(self) -> int:
+        """Transcripts are cut to what the text encoder reads."""
+        return self.pipeline.max_text_tokens
 
     @property
     def sampling_rate(self) -> int:
