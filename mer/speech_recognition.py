@@ -23,11 +23,14 @@ __all__ = [
 ]
 
 _NOT_WORD = re.compile(r"[^a-z0-9' ]+")
+# Transcribers' marks of what was not said as words: IEMOCAP's [LAUGHTER] and [BREATHING], <noise>-style tags.
+_NON_SPEECH = re.compile(r"\[[^\]]*\]|<[^>]*>")
 
 
 def normalise_words(text: str) -> list[str]:
-    """Lower-case words without punctuation (apostrophes inside words are kept: "don't"); hyphens split words."""
-    text = _NOT_WORD.sub(" ", text.lower().replace("-", " "))
+    """Lower-case words without punctuation (apostrophes inside words are kept: "don't"); hyphens split words;
+    non-speech marks in brackets ("[LAUGHTER]", "<noise>") are not words."""
+    text = _NOT_WORD.sub(" ", _NON_SPEECH.sub(" ", text.lower()).replace("-", " "))
     return [word.strip("'") for word in text.split() if word.strip("'")]
 
 

@@ -36,6 +36,7 @@ def test_matches_scikit_learn_on_random_cases(metric, seed):
         expected_ua = balanced_accuracy_score(references, predictions)
     assert result["ua"] == pytest.approx(expected_ua)
     assert result["macro_f1"] == pytest.approx(f1_score(references, predictions, average="macro", zero_division=0))
+    assert result["micro_f1"] == pytest.approx(f1_score(references, predictions, average="micro"))
     expected_confusion = confusion_matrix(references, predictions, labels=list(range(num_labels)))
     assert result["confusion_matrix"] == expected_confusion.tolist()
     assert result["num_examples"] == size

@@ -14,6 +14,8 @@ The figures speech emotion recognition papers report (IEMOCAP leave-one-session-
 - WA, weighted accuracy: the share of utterances classified correctly (plain accuracy).
 - UA, unweighted accuracy: the mean of the per-class recalls, so every emotion counts the same however rare it is.
   Classes with no reference utterance are left out of the mean (their recall is undefined).
+- micro-F1: F1 over all utterances pooled (every utterance has one reference and one prediction, so it equals WA;
+  reported because benchmarks such as EmoBox list it beside macro-F1).
 - macro-F1: the mean F1 over the classes that occur in the references or the predictions.
 - the confusion matrix: rows are references, columns predictions.
 """
@@ -25,7 +27,7 @@ Args:
     num_labels (`int`, *optional*): number of classes; sizes the confusion matrix (default: the largest index + 1).
     label_names (`list[str]`, *optional*): class names, used as keys of `per_class_recall`.
 Returns:
-    wa (`float`), ua (`float`), macro_f1 (`float`), confusion_matrix (`list[list[int]]`),
+    wa (`float`), ua (`float`), micro_f1 (`float`), macro_f1 (`float`), confusion_matrix (`list[list[int]]`),
     per_class_recall (`dict[str, float]`, classes with references only), num_examples (`int`).
 Examples:
     >>> metric = evaluate.load("metrics/emotion_recognition")
@@ -82,9 +84,12 @@ class EmotionRecognition(evaluate.Metric):
         recall = correct[present] / per_reference[present]
         occurring = present | (per_prediction > 0)
         f1 = 2 * correct[occurring] / (per_reference[occurring] + per_prediction[occurring])
+        # Micro-averaged over classes: 2 TP / (2 TP + FP + FN), summed over every class.
+        micro_f1 = 2 * correct.sum() / (per_reference.sum() + per_prediction.sum())
         return {
             "wa": float(correct.sum() / len(references)),
             "ua": float(recall.mean()),
+            "micro_f1": float(micro_f1),
             "macro_f1": float(f1.mean()),
             "confusion_matrix": confusion.tolist(),
             "per_class_recall": {names[i]: float(r) for i, r in zip(np.flatnonzero(present), recall, strict=True)},
