@@ -6,8 +6,10 @@
 
 The evaluation protocol (mer.protocol): each fold (an IEMOCAP session) is tested once by a model trained on the
 other folds; the epoch is chosen on validation speakers held out whole from the training folds; no speaker is in two
-of train / validation / test. Rerunning the same command (or passing --resume_from_checkpoint) continues a killed
-run exactly: finished folds are kept, an unfinished fold resumes from its last epoch with the batch order, random
+of train / validation / test. Scores are averaged over folds and pooled over them; `--seeds 1 2 3` runs every fold
+once per seed. `--transcripts asr` trains and tests on speech recognition's transcripts, `both` trains on gold ones
+and tests on both. Rerunning the same command (or passing --resume_from_checkpoint) continues a killed run exactly:
+finished folds (of each seed) are kept, an unfinished fold resumes from its last epoch with the batch order, random
 state and learning rate it would have had. CPU, one GPU, DDP and mixed precision come from `accelerate config`.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -31,9 +33,10 @@ from transformers import HfArgumentParser, get_scheduler
 
 from mer.arguments import Arguments, load_model_configs, parse_config_overrides
 from mer.data import LengthGroupedSampler, MERCollator, UtteranceDataset, evaluation_batches
+from mer.fold_export import export_folds
 from mer.protocol import Corpus, FoldSplit, describe_protocol, load_corpus, plan_folds
 from mer.reporting import (
-    CONDITIONS,
+    evaluation_conditions,
     push_model_to_hub,
     record_evaluation_in_config,
     save_confusion_matrix,
@@ -49,6 +52,8 @@ from mer.run_dir import (
     publish_best_model,
     save_checkpoint,
 )
+from mer.speech_recognition import SpeechRecognizer
+from mer.transcripts import ASR_TEXT_COLUMN, transcribe_corpus
 from modeling_mer import MERConfig, MERModel, MERProcessor
 
 logger = logging.getLogger("train")
@@ -77,10 +82,15 @@ def main() -> None:
     load_model_configs(args.audio_model, args.text_model)
     with accelerator.main_process_first():
         corpus = load_corpus(args)
+    if args.export_folds:
+        if accelerator.is_main_process:
+            written = export_folds(corpus, args.export_folds, args.data_dir or args.dataset)
+            logger.info("Wrote the %d folds as EmoBox-style JSONL: %s", len(corpus.folds), written["all"].parent)
+        return
     overrides = corpus.check_labels(overrides)
     check_batch_size(args, MERConfig(**overrides))
-    plan = plan_folds(corpus, args)  # the evaluation protocol: folds, validation splits, speaker checks
-    protocol = describe_protocol(args, corpus, plan)
+    plans = plan_seeds(corpus, args)
+    protocol = describe_protocol(args, corpus, plans[args.seed_list[0]])
     output_dir = Path(args.output_dir)
     check_output_dir(output_dir, args)
     accelerator.wait_for_everyone()
@@ -89,27 +99,84 @@ def main() -> None:
         log_to_file(output_dir / "train.log")
     accelerator.wait_for_everyone()
     logger.info("%s", protocol)
+    asr = None
+    if args.transcripts != "gold":
+        asr = add_asr_transcripts(accelerator, args, corpus)
+        plans = plan_seeds(corpus, args)  # the same splits, now holding speech recognition's transcripts
+    if accelerator.is_main_process:
+        export_folds(corpus, output_dir / "folds", args.data_dir or args.dataset)
     processor = MERProcessor.from_audio_text_pretrained(args.audio_model, args.text_model)
     metric = evaluate.load(str(METRIC_PATH))
     if args.report_to:
         accelerator.init_trackers("mer", config={k: str(v) for k, v in vars(args).items()})
 
-    results = {
-        split.name: run_fold(accelerator, args, corpus, split, output_dir / split.name, processor, metric, overrides)
-        for split in plan
-    }
+    results = {}
+    for seed, plan in plans.items():
+        seeded, seed_dir = replace(args, seed=seed), seed_directory(output_dir, args, seed)
+        results[seed] = {
+            split.name: run_fold(
+                accelerator, seeded, corpus, split, seed_dir / split.name, processor, metric, overrides
+            )
+            for split in plan
+        }
 
     if accelerator.is_main_process:
-        summary = summarise(results, args, corpus.name, corpus.label_names, protocol, accelerator)
+        summary = summarise(results, args, corpus, protocol, accelerator, metric, asr)
         (output_dir / "results.json").write_text(json.dumps(summary, indent=2))
         write_model_card(output_dir, summary, args)
-        logger.info("\n%s", summary["table"])
-        logger.info("Results: %s; models: %s/<fold>/model", output_dir / "results.json", output_dir)
+        logger.info("%s\n\n%s", protocol, summary["table"])
+        logger.info(
+            "Results: %s; models: %s/<fold>/model", output_dir / "results.json", seed_directory(output_dir, args)
+        )
         if args.push_to_hub:
-            model_dir = output_dir / (plan[-1].name if args.final_fit else args.push_fold) / "model"
+            fold = plans[args.seed_list[0]][-1].name if args.final_fit else args.push_fold
+            model_dir = seed_directory(output_dir, args) / fold / "model"
             url = push_model_to_hub(model_dir, output_dir / "README.md", args.hub_model_id, args.hub_private)
             logger.info("Pushed %s to %s", model_dir, url)
     accelerator.end_training()
+
+
+def plan_seeds(corpus: Corpus, args) -> dict[int, list[FoldSplit]]:
+    """The evaluation protocol for every seed: folds, validation splits (seeded), speaker checks."""
+    return {seed: plan_folds(corpus, replace(args, seed=seed)) for seed in args.seed_list}
+
+
+def seed_directory(output_dir: Path, args, seed: int | None = None) -> Path:
+    """Where a seed's folds go: `output_dir` itself for a run of one seed, `output_dir/seed<N>` with several (by
+    default the first seed's)."""
+    if len(args.seed_list) == 1:
+        return output_dir
+    return output_dir / f"seed{args.seed_list[0] if seed is None else seed}"
+
+
+def add_asr_transcripts(accelerator, args, corpus: Corpus) -> dict:
+    """Gives every fold speech recognition's transcripts (from the cache, or transcribed now by every process, each
+    its share) and, for `--transcripts asr`, makes them the ones the model reads. Returns the report for
+    results.json: the model, the word error rate per fold, the empty transcripts, the time the pass took."""
+    try:
+        recognizer = SpeechRecognizer(args.asr_model, args.asr_backend, device=accelerator.device)
+    except ValueError as error:  # a backend that is not installed, or that cannot read the model
+        raise ValueError(f"--asr_model {args.asr_model} (--asr_backend {args.asr_backend}): {error}") from error
+    corpus.folds, transcripts = transcribe_corpus(
+        corpus.folds,
+        corpus.columns,
+        recognizer,
+        corpus.name,
+        rank=accelerator.process_index,
+        num_processes=accelerator.num_processes,
+        barrier=accelerator.wait_for_everyone,
+    )
+    if args.transcripts == "asr":
+        corpus.columns = (corpus.columns[0], ASR_TEXT_COLUMN, corpus.columns[2])
+    report = transcripts.report()
+    logger.info(
+        "Speech recognition (%s): word error rate %.1f%% against the gold transcripts (%s); %d utterance(s) "
+        "transcribed in %.0f s, the rest from %s",
+        report["model"], 100 * report["word_error_rate_all_folds"],
+        ", ".join(f"{fold} {100 * wer:.1f}%" for fold, wer in report["word_error_rate"].items()),
+        report["transcribed_by_this_run"], report["transcription_seconds"], report["cache"],
+    )  # fmt: skip
+    return report
 
 
 @dataclass
@@ -240,32 +307,46 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
     """Scores the test fold with both modalities, then with each one alone (`--ablations`). The scores also go into
     the published model's config (`evaluation`), so whoever uses the model knows what each condition is worth."""
     outcome = {}
-    conditions = CONDITIONS if args.ablations else {"test": "both"}
+    conditions = evaluation_conditions(args.transcripts, args.ablations)
     model_config = accelerator.unwrap_model(model).config
-    for condition, kept in conditions.items():
-        keep_only = None if kept == "both" else kept
+    for name, condition in conditions.items():
+        text_column = ASR_TEXT_COLUMN if condition.transcripts == "asr" else args.text_column
         loader = accelerator.prepare(
-            whole_utterance_loader(args, corpus, split.test, processor, model_config, keep_only=keep_only)
+            whole_utterance_loader(
+                args, corpus, split.test, processor, model_config, condition.keep_only, text_column=text_column
+            )
         )
         predictions = predict(accelerator, model, loader)
-        outcome[condition] = score(predictions, metric, corpus.label_names)
-        if keep_only is None and accelerator.is_main_process:
+        outcome[name] = score(predictions, metric, corpus.label_names)
+        if condition.keep_only is None and accelerator.is_main_process:
+            suffix = name.removeprefix("test")  # "" for the transcripts trained on, "_asr" for speech recognition's
             save_confusion_matrix(
-                outcome[condition]["confusion_matrix"], corpus.label_names, fold_dir / "confusion.png"
+                outcome[name]["confusion_matrix"], corpus.label_names, fold_dir / f"confusion{suffix}.png"
             )
             ids = corpus.ids_of(split.test)
             rows = [{"id": ids[row.pop("index")], **row} for row in predictions]
-            (fold_dir / "predictions.json").write_text(json.dumps(sorted(rows, key=lambda row: row["id"]), indent=1))
+            rows.sort(key=lambda row: row["id"])
+            (fold_dir / f"predictions{suffix}.json").write_text(json.dumps(rows, indent=1))
     if accelerator.is_main_process:
         trained_on = [min(seconds, args.max_audio_seconds) for seconds in corpus.durations_of(split.train)]
-        record_evaluation_in_config(fold_dir / "model", outcome, f"fold {split.name} of {corpus.name}", trained_on)
+        record_evaluation_in_config(
+            fold_dir / "model",
+            outcome,
+            f"fold {split.name} of {corpus.name}",
+            trained_on,
+            {name: str(condition) for name, condition in conditions.items()},
+        )
     return outcome
 
 
-def whole_utterance_loader(args, corpus, dataset, processor, config: MERConfig, keep_only=None) -> DataLoader:
-    """Whole utterances, each exactly once. For audio encoders that are not given the sample mask, a batch holds
-    only utterances of one length: padding would reach their group norm and self-attention and change predictions.
-    Utterances longer than the audio encoder's window (Whisper: 30 s) are evaluated on their first window."""
+def whole_utterance_loader(
+    args, corpus, dataset, processor, config: MERConfig, keep_only=None, text_column: str | None = None
+) -> DataLoader:
+    """Whole utterances, each exactly once, with the transcripts of `text_column` (default: the corpus's). For audio
+    encoders that are not given the sample mask, a batch holds only utterances of one length: padding would reach
+    their group norm and self-attention and change predictions. Utterances longer than the audio encoder's window
+    (Whisper: 30 s) are evaluated on their first window."""
+    audio_column, _, label_column = corpus.columns
     durations = corpus.durations_of(dataset)
     window = config.audio_max_seconds
     longer = sum(duration > window for duration in durations) if window is not None else 0
@@ -278,7 +359,7 @@ def whole_utterance_loader(args, corpus, dataset, processor, config: MERConfig, 
         durations, args.eval_batch_size, equal_lengths_only=not config.audio_encoder_takes_mask
     )
     return DataLoader(
-        UtteranceDataset(dataset, *corpus.columns, with_index=True),
+        UtteranceDataset(dataset, audio_column, text_column or corpus.columns[1], label_column, with_index=True),
         batch_sampler=batches,
         collate_fn=MERCollator(processor, window_seconds=window, keep_only=keep_only),
         num_workers=args.num_workers,

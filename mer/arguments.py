@@ -6,14 +6,25 @@ import contextlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-__all__ = ["VALIDATION_STRATEGIES", "Arguments", "load_model_configs", "parse_config_overrides", "run_defining"]
+__all__ = [
+    "TRANSCRIPT_SOURCES",
+    "VALIDATION_STRATEGIES",
+    "Arguments",
+    "load_model_configs",
+    "parse_config_overrides",
+    "run_defining",
+]
 
 # How the validation split is taken from the training folds (see mer.protocol.validation_split).
 VALIDATION_STRATEGIES = ("speaker", "utterance")
+# Which transcripts a run trains and tests on: the corpus's own, speech recognition's, or gold for training and both
+# for testing.
+TRANSCRIPT_SOURCES = ("gold", "asr", "both")
 # Arguments that do not change what a run computes: a rerun may differ in them and still resume.
 _RUN_NEUTRAL = {"folds", "resume_from_checkpoint", "overwrite_output_dir", "num_workers", "report_to"}
-_RUN_NEUTRAL |= {"push_to_hub", "hub_model_id", "hub_private", "push_fold", "final_fit"}
+_RUN_NEUTRAL |= {"push_to_hub", "hub_model_id", "hub_private", "push_fold", "final_fit", "export_folds"}
 
 
 @dataclass
@@ -60,6 +71,32 @@ class Arguments:
             "help": "Least share of the training folds' utterances held out for validation: whole speakers until "
             "they reach it (speaker), or this share of each speaker's utterances (utterance)."
         },
+    )
+    export_folds: str | None = field(
+        default=None,
+        metadata={
+            "help": "Write the folds as EmoBox-style JSONL into this directory (fold_<n>/<corpus>_train_fold_<n>"
+            ".jsonl and ..._test_fold_<n>.jsonl), then stop without training: other toolkits run on identical splits."
+        },
+    )
+    # Transcripts
+    transcripts: str = field(
+        default="gold",
+        metadata={
+            "help": "gold: the corpus's transcripts; asr: speech recognition's (--asr_model) for every utterance, in "
+            "training and testing; both: train on gold, test on gold and on speech recognition's, as a deployed "
+            "model meets them. Speech recognition runs once per corpus and model, cached beside the datasets cache."
+        },
+    )
+    asr_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Speech recognition for --transcripts asr/both: a Whisper Hub id, a faster-whisper size name or a "
+            "local directory (default: MER_ASR_MODEL, else openai/whisper-small.en)."
+        },
+    )
+    asr_backend: str = field(
+        default="auto", metadata={"help": "auto (faster-whisper where installed), faster-whisper or transformers."}
     )
     # Model
     audio_model: str = field(
@@ -117,6 +154,13 @@ class Arguments:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
     num_workers: int = field(default=2, metadata={"help": "DataLoader workers per process."})
     seed: int = field(default=42, metadata={"help": "Seed for initialisation, splits, batch order and dropout."})
+    seeds: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Several seeds, each running every fold (instead of --seed): results give mean ± std over folds "
+            "and over seeds separately. Each seed's folds go to <output_dir>/seed<N>/."
+        },
+    )
     ablations: bool = field(
         default=True,
         metadata={
@@ -165,11 +209,42 @@ class Arguments:
             raise ValueError(f"--max_audio_seconds must be positive, got {self.max_audio_seconds}.")
         if not 0 <= self.audio_layerdrop < 1:
             raise ValueError(f"--audio_layerdrop must be in [0, 1), got {self.audio_layerdrop}.")
+        _check_unique("--seeds", self.seeds or [])
+        _check_unique("--folds", self.folds or [])
+        self._check_transcripts()
         if self.push_to_hub:
             if not self.hub_model_id:
                 raise ValueError("--push_to_hub needs --hub_model_id user/name.")
             if not self.final_fit and not self.push_fold:
                 raise ValueError("--push_to_hub needs the model to push: --push_fold <fold> or --final_fit.")
+
+    def _check_transcripts(self) -> None:
+        from modeling_mer.asr_mer import ASR_BACKENDS, default_asr_model
+
+        if self.transcripts not in TRANSCRIPT_SOURCES:
+            raise ValueError(f"--transcripts must be one of {TRANSCRIPT_SOURCES}, got {self.transcripts!r}.")
+        if self.asr_backend not in ASR_BACKENDS:
+            raise ValueError(f"--asr_backend must be one of {ASR_BACKENDS}, got {self.asr_backend!r}.")
+        if self.transcripts == "gold":
+            return
+        # Resolved now, so that the run records (and a resumed run must match) the model that transcribed.
+        self.asr_model = self.asr_model or default_asr_model()
+        if self.asr_model.startswith(("/", ".", "~")) and not Path(self.asr_model).expanduser().is_dir():
+            raise ValueError(
+                f"--transcripts {self.transcripts} needs a speech-recognition model, but --asr_model "
+                f"{self.asr_model} is not a directory."
+            )
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds the run trains each fold with: --seeds, else --seed."""
+        return list(self.seeds) if self.seeds else [self.seed]
+
+
+def _check_unique(flag: str, values: list) -> None:
+    repeated = sorted({str(value) for value in values if list(map(str, values)).count(str(value)) > 1})
+    if repeated:
+        raise ValueError(f"{flag} {' '.join(map(str, values))}: {', '.join(repeated)} given twice.")
 
 
 def run_defining(args: Arguments) -> dict:

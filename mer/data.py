@@ -15,10 +15,12 @@ from transformers import BatchFeature
 
 __all__ = [
     "MODALITIES",
+    "AudioHeader",
     "LengthGroupedSampler",
     "MERCollator",
     "UtteranceDataset",
     "audio_durations",
+    "audio_headers",
     "decode_audio",
     "evaluation_batches",
     "padding_share",
@@ -36,8 +38,18 @@ def decode_audio(value) -> tuple[torch.Tensor, int]:
     return samples.data.to(torch.float32), int(samples.sample_rate)
 
 
-def audio_durations(dataset: datasets.Dataset, audio_column: str = "audio") -> list[float]:
-    """Duration in seconds of every utterance, read from the file headers (nothing is decoded).
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a file's header says about one utterance's audio."""
+
+    seconds: float
+    sampling_rate: int
+    channels: int
+
+
+def audio_headers(dataset: datasets.Dataset, audio_column: str = "audio") -> list[AudioHeader]:
+    """Duration, rate and channels of every utterance, read from the file headers (nothing is decoded, except a
+    file whose header lacks the duration).
 
     Raises:
         ValueError: listing every file that cannot be read, by path (or row index for embedded audio).
@@ -45,7 +57,7 @@ def audio_durations(dataset: datasets.Dataset, audio_column: str = "audio") -> l
     from torchcodec.decoders import AudioDecoder
 
     encoded = dataset.select_columns([audio_column]).cast_column(audio_column, datasets.Audio(decode=False))
-    durations, problems = [], []
+    headers, problems = [], []
     for row, value in enumerate(encoded[audio_column]):
         source = value["bytes"] if value["bytes"] is not None else value["path"]
         try:
@@ -53,14 +65,19 @@ def audio_durations(dataset: datasets.Dataset, audio_column: str = "audio") -> l
             duration = metadata.duration_seconds_from_header
             if duration is None:
                 duration = AudioDecoder(source).get_all_samples().duration_seconds
-            durations.append(float(duration))
+            headers.append(AudioHeader(float(duration), int(metadata.sample_rate), int(metadata.num_channels)))
         except Exception as error:  # noqa: BLE001 - every decoding failure is reported together below
             problems.append(f"{value['path'] or f'row {row}'}: {error}")
     if problems:
         listed = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValueError(f"{len(problems)} audio file(s) cannot be read:\n  {listed}{more}")
-    return durations
+    return headers
+
+
+def audio_durations(dataset: datasets.Dataset, audio_column: str = "audio") -> list[float]:
+    """Duration in seconds of every utterance (`audio_headers`)."""
+    return [header.seconds for header in audio_headers(dataset, audio_column)]
 
 
 class UtteranceDataset(Dataset):

@@ -24,6 +24,9 @@ from .data import audio_durations
 __all__ = ["Corpus", "FoldSplit", "describe_protocol", "load_corpus", "plan_folds", "select_folds", "split_fold"]
 
 FINAL_FIT = "final"  # the name of the model trained on every fold (--final_fit)
+# EmoBox's IEMOCAP folds (Ma et al. 2024; the same as s3prl's): leave-one-session-out over the 5,531 utterances of
+# neutral, happy (with excited), angry and sad. The sizes of the test folds tell whether a corpus has them.
+EMOBOX_IEMOCAP_TEST_SIZES = {"session1": 1085, "session2": 1023, "session3": 1151, "session4": 1031, "session5": 1241}
 # A held-out validation set above this share of the training folds would starve training.
 MAX_VALIDATION_SHARE = 0.5
 
@@ -37,6 +40,8 @@ class Corpus:
     speaker_column: str | None
     label_names: list[str]
     name: str
+    label_merges: list[str] = field(default_factory=list)  # e.g. ["exc merged into happy"]
+    emobox_name: str | None = None  # the corpus's name in EmoBox's split files, when it has EmoBox's folds
     durations: dict[str, list[float]] = field(default_factory=dict)
 
     @property
@@ -87,11 +92,13 @@ def load_corpus(args: Arguments) -> Corpus:
         ValueError: for a missing path, missing columns, a label column that is neither ClassLabel nor text, fewer
             than 2 folds, or speaker validation on a corpus without a speaker column.
     """
+    merges = []
     if args.data_dir is not None:
-        from dataset_scripts.iemocap import load_iemocap
+        from dataset_scripts.iemocap import CONFIG_LABELS, load_iemocap
 
         splits = load_iemocap(args.data_dir, args.dataset_config, improvised_only=args.improvised_only)
         folds, name = dict(splits), f"IEMOCAP-layout corpus at {args.data_dir} ({args.dataset_config})"
+        merges = _merges(CONFIG_LABELS[args.dataset_config][1])
     else:
         folds, name = _folds_of(_load_dataset(args.dataset), args.fold_column), args.dataset
     columns = (args.audio_column, args.text_column, args.label_column)
@@ -120,27 +127,50 @@ def load_corpus(args: Arguments) -> Corpus:
             f"{args.speaker_column!r} (its columns: {first.column_names}). Name it with --speaker_column, or pass "
             "--validation_strategy utterance."
         )
-    return Corpus(folds=folds, columns=columns, speaker_column=speaker, label_names=label_names, name=name)
+    emobox = (
+        "iemocap" if {fold: len(dataset) for fold, dataset in folds.items()} == EMOBOX_IEMOCAP_TEST_SIZES else None
+    )
+    return Corpus(
+        folds=folds,
+        columns=columns,
+        speaker_column=speaker,
+        label_names=label_names,
+        name=name,
+        label_merges=merges,
+        emobox_name=emobox,
+    )
+
+
+def _merges(label_map: dict[str, str]) -> list[str]:
+    """`{"hap": "happy", "exc": "happy", ...}` -> `["exc merged into happy"]` (the first code names the class)."""
+    by_class = defaultdict(list)
+    for code, name in label_map.items():
+        by_class[name].append(code)
+    return [f"{'+'.join(codes[1:])} merged into {name}" for name, codes in by_class.items() if len(codes) > 1]
 
 
 def select_folds(requested: list[str] | None, fold_names: list[str]) -> list[str]:
     """The folds to test, by name or 1-based number, in the corpus's order; all of them when none are requested.
 
     Raises:
-        ValueError: naming what matches no fold and listing the folds that exist.
+        ValueError: naming what matches no fold or what names a fold twice (`1 session1`), listing the folds.
     """
     if not requested:
         return list(fold_names)
-    chosen, unknown = set(), []
+    chosen, unknown = {}, []
+    listed = ", ".join(f"{number} = {name}" for number, name in enumerate(fold_names, start=1))
     for item in map(str, requested):
         if item in fold_names:
-            chosen.add(item)
+            name = item
         elif item.isdigit() and 1 <= int(item) <= len(fold_names):
-            chosen.add(fold_names[int(item) - 1])
+            name = fold_names[int(item) - 1]
         else:
             unknown.append(item)
+            continue
+        if name in chosen:
+            raise ValueError(f"--folds: {chosen[name]} and {item} are the same fold, {name}. The folds are: {listed}.")
+        chosen[name] = item
     if unknown:
-        listed = ", ".join(f"{number} = {name}" for number, name in enumerate(fold_names, start=1))
         raise ValueError(f"--folds {unknown}: no such fold. The folds are: {listed}.")
     return [name for name in fold_names if name in chosen]
 
@@ -194,19 +224,41 @@ def split_fold(corpus: Corpus, test_fold: str | None, strategy: str, fraction: f
 
 
 def describe_protocol(args: Arguments, corpus: Corpus, plan: list[FoldSplit]) -> str:
-    """One line that says how the run was evaluated, for results.json and the model card."""
+    """One line that says how the run was evaluated, for results.json, the printed table and the model card: the
+    folds, the classes and their merges, the validation, the transcripts, the scores and how folds and seeds are
+    combined."""
     tested = [split.name for split in plan if split.test is not None]
+    sizes = "/".join(str(len(corpus.folds[name])) for name in corpus.fold_names)
+    if corpus.emobox_name:
+        folds = f"EmoBox's IEMOCAP folds: leave-one-session-out over {len(corpus.folds)} sessions"
+    else:
+        folds = f"Leave-one-fold-out over {len(corpus.folds)} folds"
+    total = sum(len(dataset) for dataset in corpus.folds.values())
+    folds += f" ({total} utterances, test sizes {sizes}; tested: {', '.join(tested) or 'none'})"
+    classes = f"{len(corpus.label_names)} classes ({', '.join(corpus.label_names)}"
+    classes += f"; {', '.join(corpus.label_merges)})" if corpus.label_merges else ")"
+    seed_order = f"in a seed-{args.seed} order" if not args.seeds else "in each seed's order"
     if args.validation_strategy == "speaker":
         validation = (
-            f"validation on whole training speakers held out from training (in a seed-{args.seed} order, until they "
-            f"hold >= {args.validation_fraction:.0%} of the training utterances)"
+            f"validation on whole training speakers held out from training ({seed_order}, until they hold >= "
+            f"{args.validation_fraction:.0%} of the training utterances)"
         )
     else:
         grouping = "speaker" if corpus.speaker_column else "class"
         validation = f"validation on {args.validation_fraction:.0%} of each training {grouping}'s utterances"
+    asr = f"speech recognition's ({args.asr_model})"
+    transcripts = {
+        "gold": "gold transcripts in training and testing",
+        "asr": f"{asr} transcripts in training and testing",
+        "both": f"trained on gold transcripts, tested on gold and on {asr} transcripts",
+    }[args.transcripts]
+    seeds = args.seed_list
+    combined = "fold scores averaged (mean ± std over folds) and pooled (all test utterances scored together)"
+    if len(seeds) > 1:
+        combined += f"; {len(seeds)} seeds ({', '.join(map(str, seeds))}): std over folds and over seeds apart"
     return (
-        f"Leave-one-fold-out over {len(corpus.folds)} folds (tested: {', '.join(tested) or 'none'}); {validation}; "
-        "the test fold never chooses an epoch; fold scores are averaged (mean ± std over folds)."
+        f"{folds}; {classes}; {validation}; the test fold never chooses an epoch; {transcripts}; WA = accuracy, "
+        f"UA = mean per-class recall, micro-F1 and macro-F1; {combined}."
     )
 
 

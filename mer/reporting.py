@@ -6,6 +6,7 @@ import json
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,46 @@ import numpy as np
 from .arguments import Arguments
 
 __all__ = [
-    "CONDITIONS",
+    "SCORES",
+    "Condition",
     "push_model_to_hub",
     "record_evaluation_in_config",
     "save_confusion_matrix",
     "summarise",
+    "evaluation_conditions",
     "write_model_card",
 ]
 
-# The test conditions of each fold: both modalities, then each one alone (the other emptied or silenced).
-CONDITIONS = {"test": "both", "test_audio_only": "audio", "test_text_only": "text"}
+# The scores of every condition, and their names in tables.
+SCORES = {"wa": "WA", "ua": "UA", "micro_f1": "micro-F1", "macro_f1": "macro-F1"}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How a test fold is presented to the model: which modality is kept (None: both) and whose transcripts."""
+
+    keep_only: str | None
+    transcripts: str  # "gold" or "asr"
+
+    def __str__(self) -> str:
+        words = "gold transcripts" if self.transcripts == "gold" else "ASR transcripts"
+        return {None: f"speech + {words}", "audio": "speech only", "text": f"{words} only"}[self.keep_only]
+
+
+def evaluation_conditions(transcripts: str, ablations: bool) -> dict[str, Condition]:
+    """The conditions each fold is tested in, by name: `test` (both modalities, with the transcripts the model was
+    trained on), with `ablations` each modality alone (the other emptied or silenced), and with `--transcripts both`
+    the same on speech recognition's transcripts (`test_asr`, `test_asr_text_only`)."""
+    trained_on = "asr" if transcripts == "asr" else "gold"
+    conditions = {"test": Condition(None, trained_on)}
+    if ablations:
+        conditions["test_audio_only"] = Condition("audio", trained_on)
+        conditions["test_text_only"] = Condition("text", trained_on)
+    if transcripts == "both":
+        conditions["test_asr"] = Condition(None, "asr")
+        if ablations:
+            conditions["test_asr_text_only"] = Condition("text", "asr")
+    return conditions
 
 
 def save_confusion_matrix(confusion: list[list[int]], label_names: list[str], path: Path) -> None:
@@ -47,24 +78,61 @@ def save_confusion_matrix(confusion: list[list[int]], label_names: list[str], pa
 
 
 def summarise(
-    results: dict[str, dict], args: Arguments, corpus_name: str, label_names: list[str], protocol: str, accelerator
+    results: dict[int, dict[str, dict]], args: Arguments, corpus, protocol: str, accelerator, metric, asr=None
 ) -> dict:
-    """Per-fold and mean +- std (sample std over folds) of WA, UA and macro-F1, with the protocol and configuration."""
+    """The run's results on `corpus` (a `mer.protocol.Corpus`) from `results` (seed -> fold -> the fold's record):
+
+    - `folds`: each fold's record (with several seeds: its scores averaged over seeds, and each seed's record);
+    - `averaged`: per condition and score, the mean over folds with the sample std over folds (of the fold scores
+      averaged over seeds) and over seeds (of the seed scores averaged over folds);
+    - `pooled`: per condition and score, the score of every test utterance taken together (summed confusion
+      matrices), with its std over seeds;
+    - `asr`: speech recognition's model and word error rate per fold, when it made transcripts;
+    - the protocol, the tables, the configuration and the versions.
+    """
     import accelerate
     import datasets
     import torch
     import transformers
 
-    scored = {fold: outcome for fold, outcome in results.items() if "test" in outcome}
-    summary = {"dataset": corpus_name, "classes": label_names, "protocol": protocol, "folds": scored}
-    summary.update(mean={}, std={})
-    for condition in CONDITIONS:
-        for key in ("wa", "ua", "macro_f1"):
-            values = [outcome[condition][key] for outcome in scored.values() if condition in outcome]
-            if values:
-                name = f"{condition}_{key}"
-                summary["mean"][name] = float(np.mean(values))
-                summary["std"][name] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    label_names = corpus.label_names
+    seeds = sorted(results)
+    scored = {seed: {fold: record for fold, record in results[seed].items() if "test" in record} for seed in seeds}
+    fold_names = list(scored[seeds[0]])
+    conditions = {
+        name: str(condition) for name, condition in evaluation_conditions(args.transcripts, args.ablations).items()
+    }
+    conditions = {
+        name: text for name, text in conditions.items() if fold_names and name in scored[seeds[0]][fold_names[0]]
+    }
+    summary = {
+        "dataset": corpus.name,
+        "classes": label_names,
+        "protocol": protocol,
+        "standard_folds": corpus.emobox_name is not None,
+        "transcripts": args.transcripts,
+        "seeds": seeds,
+        "conditions": conditions,
+        "folds": _fold_scores(scored, fold_names, conditions) if len(seeds) > 1 else dict(scored[seeds[0]]),
+        "averaged": {},
+        "pooled": {},
+    }
+    for condition in conditions:
+        for key in SCORES:
+            grid = np.array([[scored[seed][fold][condition][key] for fold in fold_names] for seed in seeds])
+            summary["averaged"][f"{condition}_{key}"] = {
+                "mean": float(grid.mean()),
+                "std_over_folds": _std(grid.mean(axis=0)),
+                "std_over_seeds": _std(grid.mean(axis=1)),
+            }
+        pooled = [
+            _pooled(metric, [scored[seed][fold][condition] for fold in fold_names], label_names) for seed in seeds
+        ]
+        for key in SCORES:
+            values = np.array([scores[key] for scores in pooled])
+            summary["pooled"][f"{condition}_{key}"] = {"mean": float(values.mean()), "std_over_seeds": _std(values)}
+    if asr is not None:
+        summary["asr"] = asr
     summary["configuration"] = vars(args).copy()
     summary["environment"] = {
         "torch": torch.__version__,
@@ -76,46 +144,157 @@ def summarise(
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
     }
-    summary["table"] = _results_table(summary)
+    summary["table"] = results_table(summary)
     return summary
 
 
-def _results_table(summary: dict) -> str:
-    def cell(outcome: dict, condition: str, key: str) -> str:
-        return f"{100 * outcome[condition][key]:.2f}" if condition in outcome else "-"
+def _std(values: np.ndarray) -> float | None:
+    """The sample standard deviation; None for fewer than two values."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
-    lines = [
-        "| fold | WA | UA | macro-F1 | audio-only WA / UA | text-only WA / UA |",
-        "|---|---|---|---|---|---|",
-    ]
-    for fold, outcome in summary["folds"].items():
-        lines.append(
-            f"| {fold} | {cell(outcome, 'test', 'wa')} | {cell(outcome, 'test', 'ua')} | "
-            f"{cell(outcome, 'test', 'macro_f1')} | {cell(outcome, 'test_audio_only', 'wa')} / "
-            f"{cell(outcome, 'test_audio_only', 'ua')} | {cell(outcome, 'test_text_only', 'wa')} / "
-            f"{cell(outcome, 'test_text_only', 'ua')} |"
-        )
-    mean, std = summary["mean"], summary["std"]
 
-    def average(name: str) -> str:
-        return f"{100 * mean[name]:.2f} ± {100 * std[name]:.2f}" if name in mean else "-"
+def _fold_scores(scored: dict[int, dict[str, dict]], fold_names: list[str], conditions) -> dict[str, dict]:
+    """Per fold: each condition's scores averaged over the seeds, and each seed's record under `seeds`."""
+    folds = {}
+    for fold in fold_names:
+        records = {seed: scored[seed][fold] for seed in scored}
+        folds[fold] = {
+            condition: {key: float(np.mean([r[condition][key] for r in records.values()])) for key in SCORES}
+            for condition in conditions
+        }
+        folds[fold]["seeds"] = records
+    return folds
 
-    lines.append(
-        f"| mean ± std | {average('test_wa')} | {average('test_ua')} | {average('test_macro_f1')} | "
-        f"{average('test_audio_only_wa')} / {average('test_audio_only_ua')} | "
-        f"{average('test_text_only_wa')} / {average('test_text_only_ua')} |"
+
+def _pooled(metric, outcomes: list[dict], label_names: list[str]) -> dict:
+    """The scores of the test utterances of every fold together: their confusion matrices summed, scored again."""
+    confusion = np.sum([outcome["confusion_matrix"] for outcome in outcomes], axis=0)
+    references, predictions = np.nonzero(confusion)
+    counts = confusion[references, predictions]
+    return metric.compute(
+        predictions=np.repeat(predictions, counts),
+        references=np.repeat(references, counts),
+        num_labels=len(label_names),
+        label_names=label_names,
     )
+
+
+def results_table(summary: dict) -> str:
+    """Two Markdown tables: every fold's scores (averaged over seeds), then each condition averaged over folds and
+    pooled over them, with the word error rate of speech recognition where it made transcripts."""
+    conditions = summary["conditions"]
+    wer = summary.get("asr", {}).get("word_error_rate", {})
+    others = [name for name in conditions if name != "test"]
+    header = ["fold", *(["ASR WER"] if wer else []), *SCORES.values()]
+    header += [f"{conditions[name]}: WA / UA" for name in others]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for fold, outcome in summary["folds"].items():
+        cells = [fold, *([f"{100 * wer[fold]:.1f}"] if wer else [])]
+        cells += [f"{100 * outcome['test'][key]:.2f}" for key in SCORES]
+        cells += [f"{100 * outcome[name]['wa']:.2f} / {100 * outcome[name]['ua']:.2f}" for name in others]
+        lines.append(_row(cells))
+
+    several_seeds = len(summary["seeds"]) > 1
+    lines += ["", _row(["condition", "folds combined", *SCORES.values()]), _row(["---"] * (2 + len(SCORES)))]
+    for name, description in conditions.items():
+        averaged = [summary["averaged"][f"{name}_{key}"] for key in SCORES]
+        pooled = [summary["pooled"][f"{name}_{key}"] for key in SCORES]
+        lines.append(_row([description, "mean ± std over folds", *(_spread(v, "std_over_folds") for v in averaged)]))
+        if several_seeds:
+            lines.append(_row(["", f"mean ± std over {len(summary['seeds'])} seeds",
+                               *(_spread(v, "std_over_seeds") for v in averaged)]))  # fmt: skip
+        spread = "std_over_seeds" if several_seeds else None
+        lines.append(
+            _row(["", "pooled" + (" ± std over seeds" if spread else ""), *(_spread(v, spread) for v in pooled)])
+        )
     return "\n".join(lines)
 
 
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _spread(value: dict, std_key: str | None) -> str:
+    std = value.get(std_key) if std_key else None
+    return f"{100 * value['mean']:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """A published IEMOCAP figure to set a run beside, with the protocol it was measured under."""
+
+    system: str
+    transcripts: str
+    protocol: str
+    wa: float | None
+    ua: float | None
+
+
+PUBLISHED_RESULTS = (
+    PublishedResult(
+        "Sun, He & Han (ICASSP 2023): wav2vec 2.0 + BERT, cross-modal attention, two auxiliary tasks",
+        "gold",
+        "IEMOCAP, 4 classes; the folds and how they were combined are not in the public abstract",
+        78.42,
+        79.71,
+    ),
+    PublishedResult(
+        "Amiriparian et al. (2021): acoustic and linguistic features, decision-level fusion",
+        "ASR",
+        "IEMOCAP, a speaker-independent test partition (not leave-one-session-out); UAR",
+        None,
+        73.8,
+    ),
+)
+
+
+def comparison_table(summary: dict) -> str:
+    """The run's fused scores beside `PUBLISHED_RESULTS`, each row with its transcripts and protocol."""
+    asr = summary.get("asr")
+    folds = "EmoBox's IEMOCAP folds" if summary["standard_folds"] else f"{summary['dataset']}, leave-one-fold-out"
+    lines = [_row(["system", "transcripts", "data and protocol", "WA", "UA"]), _row(["---"] * 5)]
+    for name, condition in summary["conditions"].items():
+        if not condition.startswith("speech + "):
+            continue
+        transcripts = "gold"
+        if "ASR" in condition and asr:
+            transcripts = f"ASR: {asr['model']}, WER {100 * asr['word_error_rate_all_folds']:.1f}%"
+        for combined, table in (("averaged over folds", "averaged"), ("pooled over folds", "pooled")):
+            wa, ua = (summary[table][f"{name}_{key}"]["mean"] for key in ("wa", "ua"))
+            row = ["MER, this run", transcripts, f"{folds}; {combined}", f"{100 * wa:.2f}", f"{100 * ua:.2f}"]
+            lines.append(_row(row))
+    for published in PUBLISHED_RESULTS:
+        scores = [f"{value:.2f}" if value is not None else "not reported" for value in (published.wa, published.ua)]
+        lines.append(_row([published.system, published.transcripts, published.protocol, *scores]))
+    if asr:
+        empty = sum(asr.get("empty_transcripts", {}).values())
+        lines += [
+            "",
+            f"Speech recognition: {asr['model']} ({asr.get('backend', 'auto')}), word error rate "
+            f"{100 * asr['word_error_rate_all_folds']:.1f}% against the gold transcripts over all folds; {empty} "
+            "utterance(s) in which it heard no words kept an empty transcript.",
+        ]
+    if summary["standard_folds"]:
+        caveat = "This run used IEMOCAP's standard folds; a published row compares like with like only where its "
+        caveat += "protocol says the same."
+    else:
+        caveat = f"This run is not on IEMOCAP's standard folds ({summary['dataset']}): its figures are not "
+        caveat += "comparable with the published ones, which show where the field stands."
+    return "\n".join(lines) + "\n\n" + caveat
+
+
 def write_model_card(output_dir: Path, summary: dict, args: Arguments) -> None:
-    """README.md with the results table and `model-index` eval results (leave-one-session-out means)."""
+    """README.md: the protocol, the results tables, the comparison with published results, and `model-index` eval
+    results (the fused scores averaged over folds, for each transcript condition)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     name = args.hub_model_id or output_dir.name
     results = []
-    for key, metric_type, metric_name in (("wa", "accuracy", "WA"), ("ua", "recall", "UA"), ("macro_f1", "f1", "F1")):
-        if f"test_{key}" in summary["mean"]:
+    metric_types = {"wa": "accuracy", "ua": "recall", "micro_f1": "f1", "macro_f1": "f1"}
+    for condition, description in summary["conditions"].items():
+        if not description.startswith("speech + "):
+            continue
+        for key, metric_type in metric_types.items():
             results.append(
                 EvalResult(
                     task_type="audio-classification",
@@ -123,8 +302,8 @@ def write_model_card(output_dir: Path, summary: dict, args: Arguments) -> None:
                     dataset_type="iemocap" if args.data_dir else args.dataset,
                     dataset_name=summary["dataset"],
                     metric_type=metric_type,
-                    metric_name=f"{metric_name} (leave-one-session-out mean)",
-                    metric_value=round(summary["mean"][f"test_{key}"], 4),
+                    metric_name=f"{SCORES[key]}, {description} (mean over folds)",
+                    metric_value=round(summary["averaged"][f"{condition}_{key}"]["mean"], 4),
                 )
             )
     data = ModelCardData(
@@ -145,8 +324,13 @@ Protocol: {summary["protocol"]}
 {_validation_speakers(summary["folds"])}
 {summary["table"]}
 
-WA: accuracy; UA: mean per-class recall. Audio-only / text-only: the same model with the transcript emptied / the
-audio silenced.
+WA: accuracy; UA: mean per-class recall; micro-F1 equals WA for single-label classes. Speech only / transcripts only:
+the same model with the transcript emptied / the audio silenced. Averaged: the mean of the fold scores; pooled: every
+test utterance scored together.
+
+## Compared with published results
+
+{comparison_table(summary)}
 
 ## Use
 
@@ -164,10 +348,13 @@ probabilities = model(**inputs).logits.softmax(-1)
 
 
 def _validation_speakers(folds: dict[str, dict]) -> str:
-    """A line naming each fold's validation speakers (speaker validation), or nothing."""
-    held = {
-        fold: outcome["validation_speakers"] for fold, outcome in folds.items() if outcome.get("validation_speakers")
-    }
+    """A line naming each fold's validation speakers (speaker validation; per seed with several), or nothing."""
+    held = {}
+    for fold, outcome in folds.items():
+        by_seed = outcome.get("seeds") or {None: outcome}
+        for seed, record in by_seed.items():
+            if record.get("validation_speakers"):
+                held[fold if seed is None else f"{fold} seed {seed}"] = record["validation_speakers"]
     if not held:
         return ""
     return "Validation speakers: " + "; ".join(f"{fold}: {', '.join(names)}" for fold, names in held.items()) + ".\n"
@@ -191,19 +378,26 @@ def push_model_to_hub(model_dir: Path, card: Path, repo_id: str, private: bool =
 
 
 def record_evaluation_in_config(
-    model_dir: Path, outcome: dict, evaluated_on: str, training_seconds: Sequence[float] = ()
+    model_dir: Path,
+    outcome: dict,
+    evaluated_on: str,
+    training_seconds: Sequence[float] = (),
+    conditions: dict[str, str] | None = None,
 ) -> None:
     """Writes a fold's test scores (`outcome`: condition -> metrics) into its published model's config as
     `evaluation`, so that whoever loads the model (the Space, for one) knows what each condition is worth, and the
     lengths of the training utterances as the model saw them (`training_seconds`, after cropping) as
     `training_utterance_seconds` (5th percentile, median, 95th percentile), so that a timeline cuts long recordings
-    into segments of lengths the model knows. Replaces the file rather than rewriting it: the checkpoint's copy is a
+    into segments of lengths the model knows. `conditions` (name -> description, e.g. "speech + ASR transcripts")
+    say what each condition was. Replaces the file rather than rewriting it: the checkpoint's copy is a
     hard link to the same data."""
     config_path = Path(model_dir) / "config.json"
     config = json.loads(config_path.read_text())
     config["evaluation"] = {"evaluated_on": evaluated_on}
     for condition, scores in outcome.items():
         config["evaluation"][condition] = {key: scores[key] for key in ("wa", "ua", "num_examples")}
+        if conditions and condition in conditions:
+            config["evaluation"][condition]["condition"] = conditions[condition]
     if len(training_seconds):
         p05, median, p95 = np.percentile(np.asarray(training_seconds, dtype=float), [5, 50, 95])
         config["training_utterance_seconds"] = {"p05": round(p05, 3), "median": round(median, 3), "p95": round(p95, 3)}

