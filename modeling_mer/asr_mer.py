@@ -31,6 +31,14 @@ DEFAULT_ASR_MODEL = "openai/whisper-small.en"
 ASR_BACKENDS = ("auto", "faster-whisper", "transformers")
 ASR_SAMPLING_RATE = 16000  # every Whisper (and most speech recognisers) reads 16 kHz
 _CHUNK_SECONDS = 30  # Whisper's window
+# Whisper's temperature fallback, with transformers' thresholds for its token-level compression ratio.
+_FALLBACK = {
+    "temperature": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    "compression_ratio_threshold": 1.35,
+    "logprob_threshold": -1.0,
+}
+_TOKENS_PER_SECOND = 8  # fast speech is about 4 words, 5-6 tokens a second
+_MAX_LENGTH = 448  # Whisper's decoder positions, the prompt's few tokens included
 _OPENAI_WHISPER = "openai/whisper-"
 # Whisper's sizes as faster-whisper names them (used to map OpenAI ids when faster-whisper cannot be asked).
 _ALL_WHISPER_SIZES = {
@@ -175,4 +183,12 @@ class SpeechRecognizer:
         generate = {"language": self.language} if self.language else {}
         # Whisper transcribes audio beyond its 30 s window with its own long-form decoding, which needs timestamps.
         long_form = len(wave) > _CHUNK_SECONDS * self.sampling_rate
+        if not long_form:
+            # Greedy decoding of one utterance can fall into a loop ("no, no, no, ..." to the end of the window),
+            # most often on speech unlike Whisper's training data. As faster-whisper and OpenAI's Whisper do, a text
+            # that compresses too well (repetition) or whose tokens are too unlikely is decoded again at rising
+            # temperatures; and no one says more than a few tokens a second, so a loop left stops there. (Long
+            # recordings may repeat themselves for real: their decoding is left as it is.)
+            seconds = len(wave) / self.sampling_rate
+            generate.update(_FALLBACK, max_length=min(_MAX_LENGTH, round(_TOKENS_PER_SECOND * seconds) + 14))
         return asr(inputs, return_timestamps=long_form, generate_kwargs=generate)["text"]

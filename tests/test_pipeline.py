@@ -184,6 +184,16 @@ def test_transformers_backend_transcribes_with_real_whisper_weights(utterances):
     assert len(words) > 8 * len(utterances[0]["text"].split())
 
 
+@pytest.mark.skipif(not SHARED_WHISPER.is_dir(), reason=f"needs the real Whisper tiny.en at {SHARED_WHISPER}")
+def test_whisper_falling_into_a_loop_decodes_again_instead_of_repeating_to_the_end():
+    """espeak-ng saying "the road is green." (1.4 s), on which Whisper tiny.en's greedy decoding says "No, no, no, ..."
+    until its 448 tokens run out. The temperature fallback decodes it again; at worst the loop is cut short."""
+    wave, rate = sf.read(Path(__file__).parent / "assets" / "whisper_loop.wav", dtype="float32")
+    words = SpeechRecognizer(str(SHARED_WHISPER), device="cpu").transcribe(wave).split()
+    assert 1 <= len(words) <= 8, words
+    assert max(words.count(word) for word in words) <= 2, words
+
+
 def test_the_backend_follows_the_model_format_and_what_is_installed(real_asr, tiny_whisper, monkeypatch):
     assert resolve_backend(real_asr) == ("faster-whisper", real_asr)
     assert resolve_backend(tiny_whisper) == ("transformers", tiny_whisper)
