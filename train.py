@@ -77,16 +77,18 @@ def main() -> None:
     )
     configure_logging(accelerator.is_main_process)
 
+    if args.export_folds:  # the folds only: no model, no training
+        if accelerator.is_main_process:
+            corpus = load_corpus(args)
+            written = export_folds(corpus, args.export_folds, args.data_dir or args.dataset)
+            logger.info("Wrote the %d folds as EmoBox-style JSONL: %s", len(corpus.folds), written["all"].parent)
+        return
+
     # Everything that can be wrong with the inputs is found here, before any training.
     overrides = parse_config_overrides(args.config_overrides)
     load_model_configs(args.audio_model, args.text_model)
     with accelerator.main_process_first():
         corpus = load_corpus(args)
-    if args.export_folds:
-        if accelerator.is_main_process:
-            written = export_folds(corpus, args.export_folds, args.data_dir or args.dataset)
-            logger.info("Wrote the %d folds as EmoBox-style JSONL: %s", len(corpus.folds), written["all"].parent)
-        return
     overrides = corpus.check_labels(overrides)
     check_batch_size(args, MERConfig(**overrides))
     plans = plan_seeds(corpus, args)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -12,6 +15,7 @@ from mer.arguments import Arguments
 from mer.fold_export import export_folds
 from mer.protocol import load_corpus
 
+REPO = Path(__file__).resolve().parents[1]
 EMOBOX_KEYS = {"key", "dataset", "wav", "type", "sample_rate", "num_frame", "task", "length", "emo", "channel"}
 
 
@@ -60,3 +64,19 @@ def test_audio_held_as_bytes_is_written_out(tiny_corpus, tmp_path):
     for row in rows:
         assert Path(row["path"]).parent.parent == (tmp_path / "folds" / "audio").resolve()
         assert abs(sf.info(row["path"]).duration - row["length"]) < 1e-3
+
+
+def test_train_py_exports_the_folds_and_stops_without_any_model(tiny_corpus, tmp_path):
+    """The README's command: no encoder is loaded (the default Hub ids cannot be reached offline), nothing trains."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    environment.update(HF_HUB_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "datasets"))
+    command = [sys.executable, str(REPO / "train.py"), "--data_dir", str(tiny_corpus.path)]
+    result = subprocess.run(
+        [*command, "--export_folds", str(tmp_path / "folds"), "--output_dir", str(tmp_path / "run")],
+        env=environment, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Wrote the 5 folds as EmoBox-style JSONL" in result.stderr
+    session3 = load_corpus(Arguments(data_dir=str(tiny_corpus.path))).folds["session3"]
+    assert [row["id"] for row in read(tmp_path / "folds" / "fold_3" / "corpus_test_fold_3.jsonl")] == session3["id"]
+    assert not (tmp_path / "run").exists()
