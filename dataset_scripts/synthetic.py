@@ -54,6 +54,7 @@ __all__ = [
     "CorpusSummary",
     "SyntheticUtterance",
     "generate_corpus",
+    "speak_utterance",
     "vocabulary",
 ]
 
@@ -473,6 +474,20 @@ def generate_corpus(
     seconds = time.perf_counter() - began
     logger.info("wrote %d synthetic utterances to %s in %.1f s", len(utterances), root, seconds)
     return CorpusSummary(path=root, seed=seed, per_dialog=per_dialog, utterances=tuple(utterances), seconds=seconds)
+
+
+def speak_utterance(utterance_id: str, wav_path: str | Path, per_dialog: int = 20, seed: int = 0) -> str:
+    """Write the one utterance `utterance_id` of the corpus `generate_corpus(per_dialog=per_dialog, seed=seed)` would
+    write, byte for byte, to `wav_path`; return its transcript.
+
+    Raises:
+        KeyError: that corpus has no such utterance.
+    """
+    plans = {plan.utterance.id: plan for dialog in _plan_corpus(per_dialog, seed) for plan in dialog}
+    if utterance_id not in plans:
+        raise KeyError(f"The corpus of per_dialog={per_dialog}, seed={seed} has no utterance {utterance_id}.")
+    _synthesize(plans[utterance_id], Path(wav_path))
+    return plans[utterance_id].utterance.text
 
 
 def main(argv: list[str] | None = None) -> CorpusSummary:

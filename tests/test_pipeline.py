@@ -19,6 +19,7 @@ from conftest import speech_like
 from transformers import pipeline
 
 from dataset_scripts.iemocap.iemocap import scan_corpus
+from dataset_scripts.synthetic import speak_utterance
 from mer.audio import decode_audio
 from mer.speech_recognition import word_error_rate
 from modeling_mer import MERModel, MERProcessor, asr_mer
@@ -185,10 +186,12 @@ def test_transformers_backend_transcribes_with_real_whisper_weights(utterances):
 
 
 @pytest.mark.skipif(not SHARED_WHISPER.is_dir(), reason=f"needs the real Whisper tiny.en at {SHARED_WHISPER}")
-def test_whisper_falling_into_a_loop_decodes_again_instead_of_repeating_to_the_end():
-    """espeak-ng saying "the road is green." (1.4 s), on which Whisper tiny.en's greedy decoding says "No, no, no, ..."
-    until its 448 tokens run out. The temperature fallback decodes it again; at worst the loop is cut short."""
-    wave, rate = sf.read(Path(__file__).parent / "assets" / "whisper_loop.wav", dtype="float32")
+def test_whisper_falling_into_a_loop_decodes_again_instead_of_repeating_to_the_end(tmp_path):
+    """espeak-ng saying "the road is green." (1.4 s, from the demo corpus), on which Whisper tiny.en's greedy decoding
+    says "No, no, no, ..." until its 448 tokens run out. The temperature fallback decodes it again; at worst the loop
+    is cut short."""
+    assert speak_utterance("Ses01F_impro01_F013", tmp_path / "loop.wav", per_dialog=63) == "the road is green."
+    wave, rate = sf.read(tmp_path / "loop.wav", dtype="float32")
     words = SpeechRecognizer(str(SHARED_WHISPER), device="cpu").transcribe(wave).split()
     assert 1 <= len(words) <= 8, words
     assert max(words.count(word) for word in words) <= 2, words
