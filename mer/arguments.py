@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -242,7 +243,7 @@ class Arguments:
 
 
 def _check_unique(flag: str, values: list) -> None:
-    repeated = sorted({str(value) for value in values if list(map(str, values)).count(str(value)) > 1})
+    repeated = sorted(value for value, count in Counter(map(str, values)).items() if count > 1)
     if repeated:
         raise ValueError(f"{flag} {' '.join(map(str, values))}: {', '.join(repeated)} given twice.")
 

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import datasets
 
-from .data import audio_headers
-from .protocol import Corpus
+from .protocol import Corpus, utterance_ids
 
 __all__ = ["export_folds"]
 
@@ -54,11 +53,7 @@ def export_folds(corpus: Corpus, directory: str | Path, source: str) -> dict[str
 def _records(corpus: Corpus, fold: str, name: str, directory: Path) -> list[dict]:
     dataset = corpus.folds[fold]
     audio_column, _, label_column = corpus.columns
-    headers = audio_headers(dataset, audio_column)
-    if "id" in dataset.column_names:
-        ids = [str(value) for value in dataset["id"]]
-    else:
-        ids = [f"{fold}-{row}" for row in range(len(dataset))]
+    headers, ids = corpus.headers_of(dataset), utterance_ids(fold, dataset)
     labels = [corpus.label_names[label] for label in dataset[label_column]]
     raw = dataset[_RAW_LABEL] if _RAW_LABEL in dataset.column_names else labels
     encoded = dataset.select_columns([audio_column]).cast_column(audio_column, datasets.Audio(decode=False))

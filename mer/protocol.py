@@ -19,9 +19,18 @@ from pathlib import Path
 import datasets
 
 from .arguments import Arguments
-from .data import audio_durations
+from .data import AudioHeader, audio_headers
 
-__all__ = ["Corpus", "FoldSplit", "describe_protocol", "load_corpus", "plan_folds", "select_folds", "split_fold"]
+__all__ = [
+    "Corpus",
+    "FoldSplit",
+    "describe_protocol",
+    "load_corpus",
+    "plan_folds",
+    "select_folds",
+    "split_fold",
+    "utterance_ids",
+]
 
 FINAL_FIT = "final"  # the name of the model trained on every fold (--final_fit)
 # EmoBox's IEMOCAP folds (Ma et al. 2024; the same as s3prl's): leave-one-session-out over the 5,531 utterances of
@@ -42,7 +51,7 @@ class Corpus:
     name: str
     label_merges: list[str] = field(default_factory=list)  # e.g. ["exc merged into happy"]
     emobox_name: str | None = None  # the corpus's name in EmoBox's split files, when it has EmoBox's folds
-    durations: dict[str, list[float]] = field(default_factory=dict)
+    headers: dict[str, list[AudioHeader]] = field(default_factory=dict)  # by dataset fingerprint
 
     @property
     def fold_names(self) -> list[str]:
@@ -58,11 +67,15 @@ class Corpus:
             raise ValueError(f"num_labels={overrides['num_labels']} but the dataset has {len(id2label)} classes.")
         return {**{k: v for k, v in overrides.items() if k != "num_labels"}, "id2label": id2label}
 
-    def durations_of(self, dataset: datasets.Dataset) -> list[float]:
+    def headers_of(self, dataset: datasets.Dataset) -> list[AudioHeader]:
+        """Every utterance's duration, rate and channels, read from the file headers once per dataset."""
         key = dataset._fingerprint
-        if key not in self.durations:
-            self.durations[key] = audio_durations(dataset, self.columns[0])
-        return self.durations[key]
+        if key not in self.headers:
+            self.headers[key] = audio_headers(dataset, self.columns[0])
+        return self.headers[key]
+
+    def durations_of(self, dataset: datasets.Dataset) -> list[float]:
+        return [header.seconds for header in self.headers_of(dataset)]
 
     def ids_of(self, dataset: datasets.Dataset) -> list:
         return dataset["id"] if "id" in dataset.column_names else list(range(len(dataset)))
@@ -147,6 +160,14 @@ def _merges(label_map: dict[str, str]) -> list[str]:
     for code, name in label_map.items():
         by_class[name].append(code)
     return [f"{'+'.join(codes[1:])} merged into {name}" for name, codes in by_class.items() if len(codes) > 1]
+
+
+def utterance_ids(fold: str, dataset: datasets.Dataset) -> list[str]:
+    """Names for a fold's utterances that no other fold uses: the `id` column where the corpus has one, else
+    `<fold>-<row>`."""
+    if "id" in dataset.column_names:
+        return [str(value) for value in dataset["id"]]
+    return [f"{fold}-{row}" for row in range(len(dataset))]
 
 
 def select_folds(requested: list[str] | None, fold_names: list[str]) -> list[str]:

@@ -99,11 +99,11 @@ def summarise(
     seeds = sorted(results)
     scored = {seed: {fold: record for fold, record in results[seed].items() if "test" in record} for seed in seeds}
     fold_names = list(scored[seeds[0]])
+    tested = scored[seeds[0]][fold_names[0]] if fold_names else {}
     conditions = {
-        name: str(condition) for name, condition in evaluation_conditions(args.transcripts, args.ablations).items()
-    }
-    conditions = {
-        name: text for name, text in conditions.items() if fold_names and name in scored[seeds[0]][fold_names[0]]
+        name: str(condition)
+        for name, condition in evaluation_conditions(args.transcripts, args.ablations).items()
+        if name in tested
     }
     summary = {
         "dataset": corpus.name,

@@ -25,6 +25,7 @@ from modeling_mer.asr_mer import SpeechRecognizer
 from modeling_mer.processing_mer import resample, to_mono_float32
 
 from .data import decode_audio
+from .protocol import utterance_ids
 from .speech_recognition import WordErrors, word_error_rate
 
 __all__ = ["ASR_TEXT_COLUMN", "CorpusTranscripts", "TranscriptCache", "transcribe_corpus"]
@@ -117,7 +118,7 @@ def transcribe_corpus(
         ValueError: the recogniser cannot be loaded (naming `--asr_model`), or an utterance cannot be decoded.
     """
     audio_column, text_column, _ = columns
-    keys = {fold: _keys(fold, dataset) for fold, dataset in folds.items()}
+    keys = {fold: utterance_ids(fold, dataset) for fold, dataset in folds.items()}
     cache = TranscriptCache(_cache_directory(folds, columns, keys, recognizer))
     known = cache.load()
     missing = [(fold, row) for fold in sorted(folds) for row, key in enumerate(keys[fold]) if key not in known]
@@ -183,13 +184,6 @@ def _load(recognizer: SpeechRecognizer) -> None:
         recognizer.load()
     except OSError as error:
         raise ValueError(f"--asr_model {recognizer.model}: not a usable speech-recognition model. {error}") from error
-
-
-def _keys(fold: str, dataset: datasets.Dataset) -> list[str]:
-    """Utterance ids where the corpus has them, else the fold and row."""
-    if "id" in dataset.column_names:
-        return list(map(str, dataset["id"]))
-    return [f"{fold}/{row}" for row in range(len(dataset))]
 
 
 def _cache_directory(folds: dict[str, datasets.Dataset], columns, keys, recognizer: SpeechRecognizer) -> Path:
