@@ -3,14 +3,18 @@
 
     accelerate launch train.py --data_dir /path/IEMOCAP_full_release \
         --audio_model facebook/wav2vec2-base --text_model bert-base-uncased --output_dir runs/x
+    accelerate launch train.py --corpus ravdess=/data/RAVDESS --corpus emodb=/data/emodb [--protocol
+        leave-one-corpus-out] --audio_model openai/whisper-base --output_dir runs/y
 
 The evaluation protocol (mer.protocol): each fold (an IEMOCAP session) is tested once by a model trained on the
 other folds; the epoch is chosen on validation speakers held out whole from the training folds; no speaker is in two
-of train / validation / test. Scores are averaged over folds and pooled over them; `--seeds 1 2 3` runs every fold
-once per seed. `--transcripts asr` trains and tests on speech recognition's transcripts, `both` trains on gold ones
-and tests on both. Rerunning the same command (or passing --resume_from_checkpoint) continues a killed run exactly:
-finished folds (of each seed) are kept, an unfinished fold resumes from its last epoch with the batch order, random
-state and learning rate it would have had. CPU, one GPU, DDP and mixed precision come from `accelerate config`.
+of train / validation / test. Public corpora by name (mer.corpora) are pooled within each corpus's standard folds or
+left out one corpus at a time, and scored per corpus too. Scores are averaged over folds and pooled over them;
+`--seeds 1 2 3` runs every fold once per seed. `--transcripts asr` trains and tests on speech recognition's
+transcripts, `both` trains on gold ones and tests on both. Rerunning the same command (or passing
+--resume_from_checkpoint) continues a killed run exactly: finished folds (of each seed) are kept, an unfinished fold
+resumes from its last epoch with the batch order, random state and learning rate it would have had. CPU, one GPU,
+DDP and mixed precision come from `accelerate config`.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ def main() -> None:
     if args.export_folds:  # the folds only: no model, no training
         if accelerator.is_main_process:
             corpus = load_corpus(args)
-            written = export_folds(corpus, args.export_folds, args.data_dir or args.dataset)
-            logger.info("Wrote the %d folds as EmoBox-style JSONL: %s", len(corpus.folds), written["all"].parent)
+            export_folds(corpus, args.export_folds, corpus_source(args))
+            logger.info("Wrote the %d folds as EmoBox-style JSONL: %s", len(corpus.fold_names), args.export_folds)
         return
 
     # Everything that can be wrong with the inputs is found here, before any training.
@@ -106,7 +110,7 @@ def main() -> None:
         asr = add_asr_transcripts(accelerator, args, corpus)
         plans = plan_seeds(corpus, args)  # the same splits, now holding speech recognition's transcripts
     if accelerator.is_main_process:
-        export_folds(corpus, output_dir / "folds", args.data_dir or args.dataset)
+        export_folds(corpus, output_dir / "folds", corpus_source(args))
     processor = MERProcessor.from_audio_text_pretrained(args.audio_model, args.text_model)
     metric = evaluate.load(str(METRIC_PATH))
     if args.report_to:
@@ -138,6 +142,11 @@ def main() -> None:
     accelerator.end_training()
 
 
+def corpus_source(args) -> str:
+    """What the corpus was read from: the directory, the dataset, or the corpora by name."""
+    return args.data_dir or args.dataset or " ".join(args.corpus)
+
+
 def plan_seeds(corpus: Corpus, args) -> dict[int, list[FoldSplit]]:
     """The evaluation protocol for every seed: folds, validation splits (seeded), speaker checks."""
     return {seed: plan_folds(corpus, replace(args, seed=seed)) for seed in args.seed_list}
@@ -159,8 +168,8 @@ def add_asr_transcripts(accelerator, args, corpus: Corpus) -> dict:
         recognizer = SpeechRecognizer(args.asr_model, args.asr_backend, device=accelerator.device)
     except ValueError as error:  # a backend that is not installed, or that cannot read the model
         raise ValueError(f"--asr_model {args.asr_model} (--asr_backend {args.asr_backend}): {error}") from error
-    corpus.folds, transcripts = transcribe_corpus(
-        corpus.folds,
+    named, transcripts = transcribe_corpus(
+        corpus.named_parts(),
         corpus.columns,
         recognizer,
         corpus.name,
@@ -168,6 +177,7 @@ def add_asr_transcripts(accelerator, args, corpus: Corpus) -> dict:
         num_processes=accelerator.num_processes,
         barrier=accelerator.wait_for_everyone,
     )
+    corpus.replace_parts(named)
     if args.transcripts == "asr":
         corpus.columns = (corpus.columns[0], ASR_TEXT_COLUMN, corpus.columns[2])
     report = transcripts.report()
@@ -308,7 +318,7 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
 def score_test_fold(accelerator, args, model, processor, metric, corpus, split, fold_dir) -> dict:
     """Scores the test fold with both modalities, then with each one alone (`--ablations`). The scores also go into
     the published model's config (`evaluation`), so whoever uses the model knows what each condition is worth."""
-    outcome = {}
+    outcome, by_corpus = {}, {}
     conditions = evaluation_conditions(args.transcripts, args.ablations)
     model_config = accelerator.unwrap_model(model).config
     for name, condition in conditions.items():
@@ -320,6 +330,8 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
         )
         predictions = predict(accelerator, model, loader)
         outcome[name] = score(predictions, metric, corpus.label_names)
+        for part, rows in predictions_by_corpus(corpus, split.test, predictions).items():
+            by_corpus.setdefault(part, {})[name] = score(rows, metric, corpus.label_names)
         if condition.keep_only is None and accelerator.is_main_process:
             suffix = name.removeprefix("test")  # "" for the transcripts trained on, "_asr" for speech recognition's
             save_confusion_matrix(
@@ -338,7 +350,20 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
             trained_on,
             {name: str(condition) for name, condition in conditions.items()},
         )
+    if by_corpus:
+        outcome["corpora"] = by_corpus
     return outcome
+
+
+def predictions_by_corpus(corpus: Corpus, test, predictions: list[dict]) -> dict[str, list[dict]]:
+    """The predictions of each corpus of a pooled test set (nothing for a single corpus)."""
+    if corpus.corpus_column is None or len(corpus.parts) < 2:
+        return {}
+    names = test[corpus.corpus_column]
+    grouped: dict[str, list[dict]] = {}
+    for row in predictions:
+        grouped.setdefault(names[row["index"]], []).append(row)
+    return dict(sorted(grouped.items()))
 
 
 def whole_utterance_loader(

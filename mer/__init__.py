@@ -4,6 +4,7 @@
 - `mer.data`: utterances, decoding, length-grouped and evaluation batches, collation (with modality dropout).
 - `mer.arguments`: train.py's arguments and the checks that run before anything is loaded.
 - `mer.protocol`: the evaluation protocol: corpus folds, the validation split, the speaker checks.
+- `mer.corpora`: the public corpora by name (`--corpus`), mapped to the shared classes, pooled in rounds.
 - `mer.run_dir`: the output directory: claims, atomic writes, the per-fold state and its checkpoint.
 - `mer.reporting`: results tables, the confusion-matrix picture, the model card, the Hub upload.
 - `mer.tiny`: tiny encoders built from configs, for tests and the demo.

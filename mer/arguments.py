@@ -43,6 +43,36 @@ class Arguments:
             "from its splits."
         },
     )
+    corpus: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of --data_dir / --dataset: public corpora by name, read by their builders, e.g. "
+            "--corpus ravdess=/data/RAVDESS --corpus emodb=/data/emodb (any number; iemocap, ravdess, cremad, tess, "
+            "emodb, meld, msp_podcast). Their labels are mapped to the shared classes (--classes).",
+            "nargs": "+",
+            "action": "extend",
+        },
+    )
+    classes: str = field(
+        default="neutral,happy,angry,sad",
+        metadata={
+            "help": "--corpus: the shared classes trained on, in order (dataset_scripts.labels: neutral, happy, "
+            "angry, sad, fearful, disgusted, surprised, calm, bored, frustrated, contemptuous; or all). Utterances "
+            "of other labels are dropped and counted."
+        },
+    )
+    protocol: str = field(
+        default="within-corpus",
+        metadata={
+            "help": "--corpus: within-corpus (each corpus's standard folds or official splits, trained on the union "
+            "of the training folds, tested per corpus and pooled) or leave-one-corpus-out (train on all corpora but "
+            "one, test on the one left out, for each)."
+        },
+    )
+    skip_invalid: bool = field(
+        default=False,
+        metadata={"help": "--corpus / --data_dir: leave out (and log) utterances whose audio cannot be read."},
+    )
     dataset_config: str = field(default="4class", metadata={"help": "IEMOCAP label set: 4class, 6class or all."})
     improvised_only: bool = field(default=False, metadata={"help": "IEMOCAP: keep improvised dialogs only."})
     fold_column: str = field(default="session", metadata={"help": "--dataset: the column whose values are the folds."})
@@ -195,8 +225,23 @@ class Arguments:
 
     def check(self) -> None:
         """Raises ValueError for inconsistent arguments, before anything is loaded."""
-        if (self.data_dir is None) == (self.dataset is None):
-            raise ValueError("Give exactly one of --data_dir (IEMOCAP layout) and --dataset (a datasets dataset).")
+        sources = [self.data_dir is not None, self.dataset is not None, bool(self.corpus)]
+        if sum(sources) != 1:
+            raise ValueError(
+                "Give exactly one of --data_dir (IEMOCAP layout), --dataset (a datasets dataset) and --corpus "
+                "name=directory (public corpora by name)."
+            )
+        if self.corpus:
+            from dataset_scripts.labels import parse_classes
+
+            from .corpora import PROTOCOLS, parse_corpus_arguments
+
+            if self.protocol not in PROTOCOLS:
+                raise ValueError(f"--protocol must be one of {PROTOCOLS}, got {self.protocol!r}.")
+            parse_corpus_arguments(self.corpus)
+            parse_classes(self.classes)
+            if self.protocol == "leave-one-corpus-out" and len(self.corpus) < 2:
+                raise ValueError("--protocol leave-one-corpus-out needs at least two corpora (--corpus, twice).")
         for name in ("num_epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")

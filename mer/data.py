@@ -13,6 +13,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from transformers import BatchFeature
 
+from modeling_mer.processing_mer import resample
+
 __all__ = [
     "MODALITIES",
     "AudioHeader",
@@ -203,11 +205,8 @@ class MERCollator:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout!r}.")
 
     def __call__(self, items: list[dict]) -> BatchFeature:
-        rates = {item["sampling_rate"] for item in items}
-        if len(rates) != 1:
-            raise ValueError(f"A batch mixes sampling rates {sorted(rates)}; cast the audio column to one rate.")
-        rate = rates.pop()
-        audio = [self._crop(item["audio"], rate) for item in items]
+        rate, audio = self._one_rate(items)
+        audio = [self._crop(wave, rate) for wave in audio]
         text = [item["text"] for item in items]
         for index, kept in enumerate(self._kept_modalities(len(items))):
             if kept == "audio":
@@ -219,6 +218,15 @@ class MERCollator:
         if "index" in items[0]:  # lets evaluation put gathered predictions back in dataset order
             batch["indices"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
         return batch
+
+    def _one_rate(self, items: list[dict]) -> tuple[int, list[torch.Tensor]]:
+        """The batch's audio at one rate: as it is when every item shares one, else each resampled to the audio
+        encoder's rate (pooled corpora recorded at 16, 22.05 and 48 kHz)."""
+        rates = {item["sampling_rate"] for item in items}
+        if len(rates) == 1:
+            return rates.pop(), [item["audio"] for item in items]
+        target = self.processor.sampling_rate
+        return target, [resample(item["audio"], item["sampling_rate"], target) for item in items]
 
     def _kept_modalities(self, size: int) -> list[str | None]:
         """Per item: the one modality it keeps, or None when it keeps both."""

@@ -9,6 +9,9 @@ writes, for a corpus EmoBox calls `iemocap` (any other is named after its direct
     folds/fold_<n>/iemocap_train_fold_<n>.jsonl  every fold but the n-th (the validation split comes from it)
     folds/fold_<n>/iemocap_test_fold_<n>.jsonl   the n-th fold
 
+With `--corpus name=dir` (several corpora), each corpus goes to `folds/<corpus>/` in the same layout, on its own
+standard folds (an official test split is its single test fold, trained on its train and validation splits).
+
 Each line has `id`, `path`, `label` (the class trained on) and `fold` (the fold it belongs to), and EmoBox's own keys:
 `key` (`<corpus>-<id>`), `dataset`, `wav`, `type`, `sample_rate`, `num_frame`, `task`, `length` (seconds), `emo` (the
 corpus's label before merging, as EmoBox keeps it) and `channel`. Audio that a dataset holds as bytes only is written
@@ -32,26 +35,42 @@ _RAW_LABEL = "raw_label"  # the IEMOCAP builder's column for the annotators' cod
 
 def export_folds(corpus: Corpus, directory: str | Path, source: str) -> dict[str, Path]:
     """Writes `corpus`'s folds into `directory` (see the module's docstring); `source` (the corpus directory or
-    dataset) names the corpus when EmoBox has no name for it. Returns the file written for each split name
-    (`all`, `<fold>/train`, `<fold>/test`)."""
+    dataset) names the corpus when EmoBox has no name for it. Corpora given by name (`--corpus`) are written each
+    into its own folder, ``directory/<corpus>/``, on its own standard folds. Returns the file written for each split
+    name (`all`, `<fold>/train`, `<fold>/test`; prefixed `<corpus>/` for corpora by name)."""
     directory = Path(directory)
+    if corpus.parts:
+        written = {}
+        for name, part in corpus.parts.items():
+            view = part.as_corpus(corpus.label_names)
+            written |= {f"{name}/{key}": path for key, path in _export(view, directory / name, name).items()}
+        return written
     name = corpus.emobox_name or re.sub(r"[^a-z0-9]+", "_", Path(source.rstrip("/")).name.lower()).strip("_")
-    records = {fold: _records(corpus, fold, name or "corpus", directory) for fold in corpus.fold_names}
-    written = {
-        "all": _write(directory / f"{name}.jsonl", [row for fold in corpus.fold_names for row in records[fold]])
-    }
+    return _export(corpus, directory, name or "corpus")
+
+
+def _export(corpus: Corpus, directory: Path, name: str) -> dict[str, Path]:
+    """One corpus: every utterance, the label map, and per fold its training (every other fold, and any official
+    train and validation split) and test files."""
+    named = {fold: corpus.test_set(fold) for fold in corpus.fold_names}
+    fixed = {"train": corpus.fixed_train, "validation": corpus.fixed_validation}
+    named |= {f"official-{key}": dataset for key, dataset in fixed.items() if dataset is not None}
+    records = {part: _records(corpus, part, dataset, name, directory) for part, dataset in named.items()}
+    written = {"all": _write(directory / f"{name}.jsonl", [row for rows in records.values() for row in rows])}
     label_map = {row["emo"]: row["label"] for rows in records.values() for row in rows}
     (directory / "label_map.json").write_text(json.dumps(dict(sorted(label_map.items())), indent=2) + "\n")
+    trained_always = [row for part in named if part.startswith("official-") for row in records[part]]
     for number, test_fold in enumerate(corpus.fold_names, start=1):
         fold_dir = directory / f"fold_{number}"
-        train = [row for fold in corpus.fold_names if fold != test_fold for row in records[fold]]
-        written[f"{test_fold}/train"] = _write(fold_dir / f"{name}_train_fold_{number}.jsonl", train)
+        train = [
+            row for fold in corpus.fold_names if fold != test_fold and fold in corpus.folds for row in records[fold]
+        ]
+        written[f"{test_fold}/train"] = _write(fold_dir / f"{name}_train_fold_{number}.jsonl", train + trained_always)
         written[f"{test_fold}/test"] = _write(fold_dir / f"{name}_test_fold_{number}.jsonl", records[test_fold])
     return written
 
 
-def _records(corpus: Corpus, fold: str, name: str, directory: Path) -> list[dict]:
-    dataset = corpus.folds[fold]
+def _records(corpus: Corpus, fold: str, dataset: datasets.Dataset, name: str, directory: Path) -> list[dict]:
     audio_column, _, label_column = corpus.columns
     headers, ids = corpus.headers_of(dataset), utterance_ids(fold, dataset)
     labels = [corpus.label_names[label] for label in dataset[label_column]]
@@ -66,7 +85,7 @@ def _records(corpus: Corpus, fold: str, name: str, directory: Path) -> list[dict
                 "path": path,
                 "label": labels[row],
                 "fold": fold,
-                "key": f"{name}-{ids[row]}",
+                "key": f"{name}-{ids[row].removeprefix(name + '/')}",
                 "dataset": name,
                 "wav": path,
                 "type": "raw",

@@ -11,6 +11,7 @@ folds, and the speaker checks. train.py reads it in one place (`plan_folds`), be
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 import datasets
 
 from .arguments import Arguments
+from .corpora import natural_key
 from .data import AudioHeader, audio_headers
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "split_fold",
     "utterance_ids",
 ]
+
+logger = logging.getLogger(__name__)
 
 FINAL_FIT = "final"  # the name of the model trained on every fold (--final_fit)
 # EmoBox's IEMOCAP folds (Ma et al. 2024; the same as s3prl's): leave-one-session-out over the 5,531 utterances of
@@ -52,10 +56,41 @@ class Corpus:
     label_merges: list[str] = field(default_factory=list)  # e.g. ["exc merged into happy"]
     emobox_name: str | None = None  # the corpus's name in EmoBox's split files, when it has EmoBox's folds
     headers: dict[str, list[AudioHeader]] = field(default_factory=dict)  # by dataset fingerprint
+    # Corpora with official splits (mer.corpora): tested in one round only and never trained on (`tests`), always
+    # trained on (`fixed_train`), always validating (`fixed_validation`).
+    tests: dict[str, datasets.Dataset] = field(default_factory=dict)
+    fixed_train: datasets.Dataset | None = None
+    fixed_validation: datasets.Dataset | None = None
+    corpus_column: str | None = None  # names each utterance's corpus when several are pooled: scores per corpus
+    parts: dict = field(default_factory=dict)  # corpus name -> mer.corpora.CorpusPart
+    exempt_speaker_prefixes: tuple[str, ...] = ()  # speakers of corpora whose official splits share speakers
+    description: str | None = None  # how the corpora were arranged (mer.corpora), for the protocol line
 
     @property
     def fold_names(self) -> list[str]:
-        return sorted(self.folds)
+        """The rounds of leave-one-fold-out, in natural order (fold2 before fold10)."""
+        return sorted(set(self.folds) | set(self.tests), key=natural_key)
+
+    def test_set(self, fold: str) -> datasets.Dataset:
+        """Every utterance that round `fold` tests: its fold and any official test split tested with it."""
+        parts = [part[fold] for part in (self.folds, self.tests) if fold in part]
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+    def named_parts(self) -> dict[str, datasets.Dataset]:
+        """Every dataset of the corpus under a distinct name (folds, official tests, fixed train / validation)."""
+        named = dict(self.folds)
+        named |= {f"{fold} (official test)": dataset for fold, dataset in self.tests.items()}
+        for name, dataset in (("official train", self.fixed_train), ("official validation", self.fixed_validation)):
+            if dataset is not None:
+                named[name] = dataset
+        return named
+
+    def replace_parts(self, named: dict[str, datasets.Dataset]) -> None:
+        """Puts back the datasets of `named_parts`, changed (e.g. with speech recognition's transcripts)."""
+        self.folds = {fold: named[fold] for fold in self.folds}
+        self.tests = {fold: named[f"{fold} (official test)"] for fold in self.tests}
+        self.fixed_train = named.get("official train")
+        self.fixed_validation = named.get("official validation")
 
     def check_labels(self, overrides: dict) -> dict:
         """Adds the corpus's classes to the config overrides, or fails if the overrides name other classes."""
@@ -81,9 +116,13 @@ class Corpus:
         return dataset["id"] if "id" in dataset.column_names else list(range(len(dataset)))
 
     def speakers_of(self, dataset: datasets.Dataset | None) -> set[str]:
+        """The speakers of `dataset` that the speaker checks apply to (not those of `exempt_speaker_prefixes`)."""
         if dataset is None or self.speaker_column is None:
             return set()
-        return set(map(str, dataset[self.speaker_column]))
+        speakers = set(map(str, dataset[self.speaker_column]))
+        return {
+            s for s in speakers if not self.exempt_speaker_prefixes or not s.startswith(self.exempt_speaker_prefixes)
+        }
 
 
 @dataclass
@@ -106,10 +145,16 @@ def load_corpus(args: Arguments) -> Corpus:
             than 2 folds, or speaker validation on a corpus without a speaker column.
     """
     merges = []
+    if args.corpus:
+        from .corpora import load_corpora
+
+        return load_corpora(args)
     if args.data_dir is not None:
         from dataset_scripts.iemocap import CONFIG_LABELS, load_iemocap
 
-        splits = load_iemocap(args.data_dir, args.dataset_config, improvised_only=args.improvised_only)
+        splits = load_iemocap(
+            args.data_dir, args.dataset_config, improvised_only=args.improvised_only, skip_invalid=args.skip_invalid
+        )
         folds, name = dict(splits), f"IEMOCAP-layout corpus at {args.data_dir} ({args.dataset_config})"
         merges = _merges(CONFIG_LABELS[args.dataset_config][1])
     else:
@@ -222,24 +267,41 @@ def plan_folds(corpus: Corpus, args: Arguments) -> list[FoldSplit]:
 def split_fold(corpus: Corpus, test_fold: str | None, strategy: str, fraction: float, seed: int) -> FoldSplit:
     """Tests on `test_fold` (None: a final fit on every fold) and splits the other folds into train and validation
     by `strategy`: whole speakers taken in a seeded random order until they hold at least `fraction` of the
-    utterances (`speaker`), or `fraction` of every speaker's utterances (`utterance`; of every class's when the
-    corpus names no speakers)."""
-    pool = datasets.concatenate_datasets([corpus.folds[name] for name in corpus.fold_names if name != test_fold])
+    utterances (`speaker`; of each corpus's when several are pooled), or `fraction` of every speaker's utterances
+    (`utterance`; of every class's when the corpus names no speakers). Official train and validation splits
+    (`Corpus.fixed_train`, `fixed_validation`) join training and validation as they are."""
+    names = [name for name in corpus.fold_names if name != test_fold and name in corpus.folds]
+    pool = datasets.concatenate_datasets([corpus.folds[name] for name in names]) if names else None
     name = test_fold or FINAL_FIT
-    held_speakers = None
-    if strategy == "speaker":
+    held_speakers, held = None, []
+    if pool is not None and strategy == "speaker":
         speakers = list(map(str, pool[corpus.speaker_column]))
-        held_speakers = _held_out_speakers(speakers, fraction, seed, name)
+        groups = pool[corpus.corpus_column] if corpus.corpus_column else [None] * len(speakers)
+        held_speakers = set()
+        for group in sorted(set(groups), key=str):  # each corpus gives its share of validation speakers
+            rows = [row for row, value in enumerate(groups) if value == group]
+            try:
+                held_speakers |= _held_out_speakers([speakers[row] for row in rows], fraction, seed, name, group)
+            except ValueError as error:
+                if len(set(groups)) == 1:
+                    raise
+                # pooled: a corpus with too few training speakers (TESS has two) only trains in this fold
+                logger.warning("%s All of its training speakers train; the other corpora validate.", error)
         held = [row for row, speaker in enumerate(speakers) if speaker in held_speakers]
-    else:
+    elif pool is not None:
         groups = pool[corpus.speaker_column] if corpus.speaker_column else pool[corpus.columns[2]]
         held = _held_out_share(groups, fraction, seed)
-    kept = sorted(set(range(len(pool))) - set(held))
+    train = [pool.select(sorted(set(range(len(pool))) - set(held)))] if pool is not None else []
+    validation = [pool.select(sorted(held))] if pool is not None and held else []
+    train += [corpus.fixed_train] if corpus.fixed_train is not None else []
+    validation += [corpus.fixed_validation] if corpus.fixed_validation is not None else []
+    if not train or not validation:
+        raise ValueError(f"Fold {name}: nothing is left to {'train' if not train else 'validate'} on.")
     return FoldSplit(
         name=name,
-        train=pool.select(kept),
-        validation=pool.select(sorted(held)),
-        test=corpus.folds[test_fold] if test_fold else None,
+        train=datasets.concatenate_datasets(train) if len(train) > 1 else train[0],
+        validation=datasets.concatenate_datasets(validation) if len(validation) > 1 else validation[0],
+        test=corpus.test_set(test_fold) if test_fold else None,
         validation_speakers=sorted(held_speakers) if held_speakers is not None else None,
     )
 
@@ -249,12 +311,14 @@ def describe_protocol(args: Arguments, corpus: Corpus, plan: list[FoldSplit]) ->
     folds, the classes and their merges, the validation, the transcripts, the scores and how folds and seeds are
     combined."""
     tested = [split.name for split in plan if split.test is not None]
-    sizes = "/".join(str(len(corpus.folds[name])) for name in corpus.fold_names)
-    if corpus.emobox_name:
+    sizes = "/".join(str(len(corpus.test_set(name))) for name in corpus.fold_names)
+    if corpus.description:
+        folds = corpus.description
+    elif corpus.emobox_name:
         folds = f"EmoBox's IEMOCAP folds: leave-one-session-out over {len(corpus.folds)} sessions"
     else:
         folds = f"Leave-one-fold-out over {len(corpus.folds)} folds"
-    total = sum(len(dataset) for dataset in corpus.folds.values())
+    total = sum(len(dataset) for dataset in corpus.named_parts().values())
     folds += f" ({total} utterances, test sizes {sizes}; tested: {', '.join(tested) or 'none'})"
     classes = f"{len(corpus.label_names)} classes ({', '.join(corpus.label_names)}"
     classes += f"; {', '.join(corpus.label_merges)})" if corpus.label_merges else ")"
@@ -283,7 +347,7 @@ def describe_protocol(args: Arguments, corpus: Corpus, plan: list[FoldSplit]) ->
     )
 
 
-def _held_out_speakers(speakers: list[str], fraction: float, seed: int, fold: str) -> set[str]:
+def _held_out_speakers(speakers: list[str], fraction: float, seed: int, fold: str, corpus=None) -> set[str]:
     counts = Counter(speakers)
     order = sorted(counts)
     random.Random(seed).shuffle(order)
@@ -295,9 +359,9 @@ def _held_out_speakers(speakers: list[str], fraction: float, seed: int, fold: st
         size += counts[speaker]
     if len(held) == len(counts) or size > MAX_VALIDATION_SHARE * len(speakers):
         raise ValueError(
-            f"Fold {fold}: the training folds have {len(counts)} speaker(s), too few to hold whole speakers out for "
-            f"validation (holding out {sorted(held)} would take {size} of {len(speakers)} utterances). Pass "
-            "--validation_strategy utterance."
+            f"Fold {fold}: the training folds{f' of {corpus}' if corpus else ''} have {len(counts)} speaker(s), too "
+            f"few to hold whole speakers out for validation (holding out {sorted(held)} would take {size} of "
+            f"{len(speakers)} utterances). Pass --validation_strategy utterance."
         )
     return held
 

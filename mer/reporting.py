@@ -117,20 +117,9 @@ def summarise(
         "averaged": {},
         "pooled": {},
     }
-    for condition in conditions:
-        for key in SCORES:
-            grid = np.array([[scored[seed][fold][condition][key] for fold in fold_names] for seed in seeds])
-            summary["averaged"][f"{condition}_{key}"] = {
-                "mean": float(grid.mean()),
-                "std_over_folds": _std(grid.mean(axis=0)),
-                "std_over_seeds": _std(grid.mean(axis=1)),
-            }
-        pooled = [
-            _pooled(metric, [scored[seed][fold][condition] for fold in fold_names], label_names) for seed in seeds
-        ]
-        for key in SCORES:
-            values = np.array([scores[key] for scores in pooled])
-            summary["pooled"][f"{condition}_{key}"] = {"mean": float(values.mean()), "std_over_seeds": _std(values)}
+    summary["averaged"], summary["pooled"] = _combine(scored, fold_names, conditions, metric, label_names)
+    if any("corpora" in record for folds in scored.values() for record in folds.values()):
+        summary["corpora"] = _per_corpus(scored, conditions, metric, label_names)
     if asr is not None:
         summary["asr"] = asr
     summary["configuration"] = vars(args).copy()
@@ -146,6 +135,52 @@ def summarise(
     }
     summary["table"] = results_table(summary)
     return summary
+
+
+def _combine(scored, fold_names: list[str], conditions, metric, label_names: list[str]) -> tuple[dict, dict]:
+    """Per condition and score: the mean over folds (std over folds and over seeds), and the pooled score (std over
+    seeds). `scored`: seed -> fold -> condition -> scores."""
+    seeds = sorted(scored)
+    averaged, pooled = {}, {}
+    for condition in conditions:
+        for key in SCORES:
+            grid = np.array([[scored[seed][fold][condition][key] for fold in fold_names] for seed in seeds])
+            averaged[f"{condition}_{key}"] = {
+                "mean": float(grid.mean()),
+                "std_over_folds": _std(grid.mean(axis=0)),
+                "std_over_seeds": _std(grid.mean(axis=1)),
+            }
+        together = [
+            _pooled(metric, [scored[seed][fold][condition] for fold in fold_names], label_names) for seed in seeds
+        ]
+        for key in SCORES:
+            values = np.array([scores[key] for scores in together])
+            pooled[f"{condition}_{key}"] = {"mean": float(values.mean()), "std_over_seeds": _std(values)}
+    return averaged, pooled
+
+
+def _per_corpus(scored, conditions, metric, label_names: list[str]) -> dict[str, dict]:
+    """Each corpus of a pooled run: the folds that tested it, its scores in each (averaged over seeds), and its
+    scores averaged over those folds and pooled over them (`_combine`)."""
+    seeds = sorted(scored)
+    names = sorted({name for folds in scored.values() for record in folds.values() for name in record["corpora"]})
+    corpora = {}
+    for name in names:
+        folds = [fold for fold, record in scored[seeds[0]].items() if name in record.get("corpora", {})]
+        mine = {seed: {fold: scored[seed][fold]["corpora"][name] for fold in folds} for seed in seeds}
+        averaged, pooled = _combine(mine, folds, conditions, metric, label_names)
+        corpora[name] = {
+            "folds": {
+                fold: {
+                    c: {k: float(np.mean([mine[s][fold][c][k] for s in seeds])) for k in SCORES} for c in conditions
+                }
+                for fold in folds
+            },
+            "test_size": int(sum(mine[seeds[0]][fold]["test"]["num_examples"] for fold in folds)),
+            "averaged": averaged,
+            "pooled": pooled,
+        }
+    return corpora
 
 
 def _std(values: np.ndarray) -> float | None:
@@ -189,7 +224,7 @@ def results_table(summary: dict) -> str:
     header += [f"{conditions[name]}: WA / UA" for name in others]
     lines = [_row(header), _row(["---"] * len(header))]
     for fold, outcome in summary["folds"].items():
-        cells = [fold, *([f"{100 * wer[fold]:.1f}"] if wer else [])]
+        cells = [fold, *([f"{100 * wer[fold]:.1f}" if fold in wer else "-"] if wer else [])]
         cells += [f"{100 * outcome['test'][key]:.2f}" for key in SCORES]
         cells += [f"{100 * outcome[name]['wa']:.2f} / {100 * outcome[name]['ua']:.2f}" for name in others]
         lines.append(_row(cells))
@@ -207,6 +242,27 @@ def results_table(summary: dict) -> str:
         lines.append(
             _row(["", "pooled" + (" ± std over seeds" if spread else ""), *(_spread(v, spread) for v in pooled)])
         )
+    if "corpora" in summary:
+        lines += ["", corpora_table(summary)]
+    return "\n".join(lines)
+
+
+def corpora_table(summary: dict) -> str:
+    """Each corpus of a pooled run with both modalities: the folds that tested it, its test utterances, and its
+    scores averaged over those folds and pooled over them (std over seeds with several)."""
+    several_seeds = len(summary["seeds"]) > 1
+    header = ["test corpus", "tested in", "utterances", "folds combined", *SCORES.values()]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for name, result in summary["corpora"].items():
+        folds = ", ".join(result["folds"])
+        for combined, table, std in (
+            ("mean ± std over folds", "averaged", "std_over_folds"),
+            ("pooled" + (" ± std over seeds" if several_seeds else ""), "pooled", "std_over_seeds"),
+        ):
+            if table == "averaged" and len(result["folds"]) == 1:
+                continue  # one fold: its mean is its pooled score
+            cells = [_spread(result[table][f"test_{key}"], std) for key in SCORES]
+            lines.append(_row([name, folds, str(result["test_size"]), combined, *cells]))
     return "\n".join(lines)
 
 
@@ -299,11 +355,26 @@ def write_model_card(output_dir: Path, summary: dict, args: Arguments) -> None:
                 EvalResult(
                     task_type="audio-classification",
                     task_name="Multimodal emotion recognition",
-                    dataset_type="iemocap" if args.data_dir else args.dataset,
+                    dataset_type="iemocap"
+                    if args.data_dir
+                    else (args.dataset or "+".join(summary.get("corpora", {}))),
                     dataset_name=summary["dataset"],
                     metric_type=metric_type,
                     metric_name=f"{SCORES[key]}, {description} (mean over folds)",
                     metric_value=round(summary["averaged"][f"{condition}_{key}"]["mean"], 4),
+                )
+            )
+    for corpus, result in summary.get("corpora", {}).items():  # each corpus of a pooled run, pooled over its folds
+        for key, metric_type in metric_types.items():
+            results.append(
+                EvalResult(
+                    task_type="audio-classification",
+                    task_name="Multimodal emotion recognition",
+                    dataset_type=corpus,
+                    dataset_name=corpus,
+                    metric_type=metric_type,
+                    metric_name=f"{SCORES[key]}, {summary['conditions']['test']} (pooled over its folds)",
+                    metric_value=round(result["pooled"][f"test_{key}"]["mean"], 4),
                 )
             )
     data = ModelCardData(

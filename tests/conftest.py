@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,16 @@ def tiny_encoders(tmp_path_factory) -> tuple[str, str]:
     tokenizer, saved as `from_pretrained` directories."""
     audio_dir, text_dir = build_tiny_encoders(tmp_path_factory.mktemp("encoders"), WORDS)
     return str(audio_dir), str(text_dir)
+
+
+@pytest.fixture(scope="session")
+def environment(tmp_path_factory) -> dict:
+    """The environment for train.py in a subprocess: offline, its own `datasets` and modules caches, no launcher
+    variables of the calling shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "PYTHONPATH"))}
+    cache = tmp_path_factory.mktemp("hf_cache")
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_CACHE=str(cache / "datasets"), HF_MODULES_CACHE=str(cache / "modules"))
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is a directory of the repository, not part of the installed package
 
 from bench import (  # noqa: E402
+    corpora,
     cpu_inference,
     data_path,
     deploy,
@@ -103,6 +104,14 @@ def test_emodb_scores_every_condition_on_held_out_speakers(tmp_path):
     assert set(written["results"]) == set(emodb.CONDITIONS)
     for entry in written["results"].values():
         assert 0.0 <= entry["ua_mean"] <= 1.0 and len(entry["folds"]) == 1
+
+
+def test_corpora_scores_each_corpus_of_a_pooled_run(tmp_path):
+    written = run_quick(corpora, tmp_path / "corpora.json", "--protocols", "within-corpus")
+    result = written["results"]["within-corpus"]
+    assert set(result["corpora"]) == {"ravdess", "emodb"} and "--corpus ravdess=" in result["command"]
+    assert result["seconds"] > 0 and 0 <= result["pooled"]["ua"] <= 1
+    assert "| within-corpus | emodb | 1 |" in written["table"]
 
 
 def test_mfu_counts_flops_and_compares_variants(tmp_path):

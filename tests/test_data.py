@@ -54,6 +54,21 @@ def test_collator_crops_for_training_and_masks_a_modality(processor):
         MERCollator(processor, modality_dropout=1.0)
 
 
+def test_a_batch_of_corpora_recorded_at_different_rates_and_channels_is_resampled_to_the_encoders(processor):
+    """EmoDB's 22.05 kHz mono beside RAVDESS's 48 kHz (here stereo): each at the encoder's 16 kHz, lengths kept."""
+    emodb = torch.from_numpy(speech_like(1.0, rate=22050))[None]
+    ravdess = torch.from_numpy(speech_like(0.5, rate=48000))[None].repeat(2, 1)
+    items = [
+        {"audio": emodb, "sampling_rate": 22050, "text": "a great day", "label": 1},
+        {"audio": ravdess, "sampling_rate": 48000, "text": "the mess", "label": 2},
+    ]
+    batch = MERCollator(processor)(items)
+    assert batch["input_values"].shape == (2, 16000)
+    assert batch["audio_attention_mask"].sum(-1).tolist() == [16000, 8000]
+    alone = MERCollator(processor)(items[1:])  # one rate: the processor resamples it as before
+    assert torch.allclose(alone["input_values"][0, :8000], batch["input_values"][1, :8000], atol=1e-4)
+
+
 def test_modality_dropout_empties_or_silences_the_given_share(processor):
     # Offset from zero, so that only a silenced waveform is all zeros after normalisation.
     waves = [torch.from_numpy(0.1 + speech_like(0.5, seed=i))[None] for i in range(400)]

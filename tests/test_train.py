@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -35,14 +34,6 @@ SHARED_WHISPER = REPO.parent / "shared" / "models" / "whisper-tiny.en"
 def encoders(tmp_path_factory) -> tuple[str, str]:
     audio_dir, text_dir = build_tiny_encoders(tmp_path_factory.mktemp("train_encoders"), vocabulary())
     return str(audio_dir), str(text_dir)
-
-
-@pytest.fixture(scope="module")
-def environment(tmp_path_factory) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "PYTHONPATH"))}
-    cache = tmp_path_factory.mktemp("hf_cache")
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_CACHE=str(cache / "datasets"), HF_MODULES_CACHE=str(cache / "modules"))
-    return env
 
 
 def train_command(corpus, encoders, output_dir, *extra, launcher=()) -> list[str]:

@@ -28,6 +28,8 @@ from pathlib import Path
 import datasets
 import soundfile as sf
 
+from ..release import Problem
+
 __all__ = [
     "CONFIG_LABELS",
     "RAW_CODES",
@@ -87,19 +89,6 @@ class IemocapConfig(datasets.BuilderConfig):
     @property
     def label_map(self) -> dict[str, str]:
         return CONFIG_LABELS[self.name][1]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong in the corpus: where (file, and line when known), what, and how many utterances it costs."""
-
-    path: Path
-    line: int | None
-    message: str
-    utterances: int = 1
-
-    def __str__(self) -> str:
-        return f"{self.path}{'' if self.line is None else f':{self.line}'}: {self.message}"
 
 
 @dataclass(frozen=True)

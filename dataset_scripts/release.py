@@ -1,0 +1,331 @@
+"""What every builder of a released corpus shares: finding its audio files (any format ffmpeg reads, nested or flat),
+checking them, comparing what it found with the release's documented contents, a `datasets` builder around a
+corpus scan, and the Parquet export with its command line.
+
+A corpus module supplies a `Release`: its name, a `scan(root)` that returns `Scan` (the examples of each split,
+the problems, the check against the documented counts) and the features of its examples. `ReleaseBuilder` turns
+that into a cached `datasets` builder; `load_release` builds and returns the `DatasetDict`; `release_main` is the
+``python -m dataset_scripts.<corpus>`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "Problem",
+    "Release",
+    "ReleaseBuilder",
+    "ReleaseCheck",
+    "Scan",
+    "audio_problem",
+    "export_parquet",
+    "find_files",
+    "load_release",
+    "release_main",
+    "require_directory",
+    "utterance_features",
+]
+
+logger = logging.getLogger(__name__)
+
+# The containers a corpus may come in that ffmpeg (torchcodec) decodes; matched case-insensitively.
+AUDIO_SUFFIXES = (
+    ".wav", ".flac", ".opus", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".mp4", ".mkv", ".mka", ".webm", ".aif",
+    ".aiff", ".wma", ".avi", ".mov",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in the corpus: where (file, and line when known), what, and how many utterances it costs."""
+
+    path: Path
+    line: int | None
+    message: str
+    utterances: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}{'' if self.line is None else f':{self.line}'}: {self.message}"
+
+
+@dataclass
+class ReleaseCheck:
+    """What a scan found against what the release documents: utterance counts, and the names missing or extra."""
+
+    corpus: str
+    documented: int
+    found: int
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.found == self.documented and not self.missing and not self.extra
+
+    def __str__(self) -> str:
+        text = f"{self.corpus}: {self.found} utterances found, {self.documented} documented"
+        for kind, names in (("missing", self.missing), ("extra (not part of the release)", self.extra)):
+            if names:
+                listed = ", ".join(names[:20]) + (f", ... and {len(names) - 20} more" if len(names) > 20 else "")
+                text += f"; {len(names)} {kind}: {listed}"
+        return text + "".join(f"; {note}" for note in self.notes)
+
+
+@dataclass
+class Scan:
+    """A corpus read from disk: split -> examples (feature dicts with `audio` as a path), the problems found, and
+    the check against the documented counts."""
+
+    splits: dict[str, list[dict]]
+    problems: list[Problem]
+    check: ReleaseCheck
+
+
+@dataclass(frozen=True)
+class Release:
+    """A corpus as its publisher distributes it."""
+
+    name: str  # e.g. "RAVDESS"
+    scan: Callable[[Path], Scan]
+    features: datasets.Features
+    description: str
+    homepage: str
+    license: str
+    citation: str
+    expected: str  # what `data_dir` should be, for the error when it is not
+
+
+def utterance_features(label_names: Iterable[str], **columns: str) -> datasets.Features:
+    """The features every builder yields (`id`, `audio` at the file's own rate, `text`, `label` as a ClassLabel of
+    the corpus's own names, `speaker`, `gender`), then the corpus's own `columns` (name -> value type, e.g.
+    ``fold="int32"``)."""
+    common = {
+        "id": datasets.Value("string"),
+        "audio": datasets.Audio(),
+        "text": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=list(label_names)),
+        "speaker": datasets.Value("string"),
+        "gender": datasets.Value("string"),
+    }
+    return datasets.Features({**common, **{name: datasets.Value(dtype) for name, dtype in columns.items()}})
+
+
+def require_directory(root: Path, release: str, expected: str) -> Path:
+    """`root` as a directory, or FileNotFoundError naming the corpus and what was expected."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{release} data_dir {root} does not exist or is not a directory; expected {expected}")
+    return root
+
+
+def find_files(root: Path, suffixes: Iterable[str] = AUDIO_SUFFIXES) -> list[Path]:
+    """Every file under `root` (at any depth) whose suffix is one of `suffixes` (any case), sorted; dotfiles and
+    dot-directories (macOS ``._*``, ``.DS_Store``, ``__MACOSX``) are not corpus files."""
+    wanted = {suffix.lower() for suffix in suffixes}
+    found = []
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".") and d != "__MACOSX"]
+        found += [Path(directory) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in wanted]
+    return sorted(found)
+
+
+def match_files(
+    files: list[Path], pattern: re.Pattern, problems: list[Problem]
+) -> tuple[dict[str, tuple[Path, re.Match]], list[Path]]:
+    """Audio files whose stem matches `pattern`: stem -> (path, match), and the files that do not match. A stem
+    found twice (a copy in another folder or format) is a problem naming both; the first path is kept."""
+    matched: dict[str, tuple[Path, re.Match]] = {}
+    unmatched = []
+    for path in files:
+        match = pattern.fullmatch(path.stem)
+        if match is None:
+            unmatched.append(path)
+        elif path.stem in matched:
+            problems.append(Problem(path, None, f"{path.stem} is here twice: also {matched[path.stem][0]}"))
+        else:
+            matched[path.stem] = (path, match)
+    return matched, unmatched
+
+
+def audio_problem(path: Path) -> str | None:
+    """Why `path` cannot serve as an utterance's audio (missing, unreadable by ffmpeg, no audio stream, no samples),
+    or None. Reads the header, and decodes 50 ms where the header gives no duration."""
+    from torchcodec.decoders import AudioDecoder
+
+    if not path.is_file():
+        return f"no audio file; expected {path}"
+    try:
+        metadata = AudioDecoder(str(path)).metadata
+    except Exception as error:  # noqa: BLE001 - ffmpeg raises its own error types for every kind of bad file
+        return f"unreadable audio: {error}"
+    duration = metadata.duration_seconds_from_header
+    if duration is None:  # no duration in the header (a header-only wav, some streams): decode the first 50 ms
+        try:
+            duration = AudioDecoder(str(path)).get_samples_played_in_range(0.0, 0.05).duration_seconds
+        except Exception:  # noqa: BLE001 - torchcodec raises RuntimeError when nothing decodes
+            duration = 0.0
+    return "the audio has no samples" if duration <= 0 else None
+
+
+def listing_fingerprint(root: Path, code: Iterable[Path], metadata_suffixes: Iterable[str] = ()) -> str:
+    """Hash of the builder's code, the listing of every file under `root` (names, sizes, mtimes) and the content of
+    its metadata files (`metadata_suffixes`, e.g. ``.csv``). It keys the Arrow cache, so a changed or regenerated
+    corpus is rebuilt instead of read stale."""
+    digest = hashlib.sha256()
+    for path in code:
+        digest.update(Path(path).read_bytes())
+    metadata = {suffix.lower() for suffix in metadata_suffixes}
+    for directory, subdirectories, files in sorted(os.walk(root)):
+        subdirectories.sort()
+        for name in sorted(files):
+            path = Path(directory) / name
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            if path.suffix.lower() in metadata:
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class ReleaseConfig(datasets.BuilderConfig):
+    """Attributes:
+    skip_invalid: leave out utterances with problems (unreadable audio, a metadata row that names no file, ...)
+        and log them, instead of raising one `ValueError` that lists them all.
+    """
+
+    skip_invalid: bool = False
+
+
+class ReleaseBuilder(datasets.GeneratorBasedBuilder):
+    """A `datasets` builder around a `Release` (set `RELEASE` in a subclass). Construct with ``data_dir=...``, then
+    ``download_and_prepare()`` and ``as_dataset()``; `load_release` does all three."""
+
+    RELEASE: Release
+    BUILDER_CONFIG_CLASS = ReleaseConfig
+    VERSION = datasets.Version("1.0.0")
+    METADATA_SUFFIXES: tuple[str, ...] = (".csv", ".txt", ".tsv", ".json")
+
+    def __init__(self, *args, data_dir: str | None = None, hash: str | None = None, **kwargs):
+        if data_dir is not None:
+            root = require_directory(Path(data_dir), self.RELEASE.name, self.RELEASE.expected).resolve()
+            data_dir = str(root)
+            if hash is None:
+                code = [Path(__file__), Path(self.RELEASE.scan.__code__.co_filename)]
+                hash = listing_fingerprint(root, code, self.METADATA_SUFFIXES)
+        super().__init__(*args, data_dir=data_dir, hash=hash, **kwargs)
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=self.RELEASE.description,
+            features=self.RELEASE.features,
+            homepage=self.RELEASE.homepage,
+            license=self.RELEASE.license,
+            citation=self.RELEASE.citation,
+        )
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        if self.config.data_dir is None:
+            raise ValueError(f"{self.RELEASE.name} needs data_dir: {self.RELEASE.expected}")
+        scan = self.RELEASE.scan(Path(self.config.data_dir))
+        report_scan(scan, self.RELEASE.name, self.config.data_dir, self.config.skip_invalid)
+        # `datasets` cannot read back an empty split, so a split that kept nothing has none
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"examples": examples})
+            for split, examples in scan.splits.items()
+            if examples
+        ]
+
+    def _generate_examples(self, examples: list[dict]):
+        for example in examples:
+            yield example["id"], example
+
+
+def report_scan(scan: Scan, release: str, data_dir, skip_invalid: bool) -> None:
+    """Logs the check against the documented counts; raises for problems unless `skip_invalid` (then logs them)."""
+    (logger.info if scan.check.complete else logger.warning)("%s", scan.check)
+    if scan.problems:
+        lost = sum(problem.utterances for problem in scan.problems)
+        listing = "\n".join(f"  {problem}" for problem in scan.problems)
+        if not skip_invalid:
+            raise ValueError(
+                f"{len(scan.problems)} problem(s) in {release} corpus {data_dir} affecting {lost} utterance(s); fix "
+                f"them or pass skip_invalid=True (--skip_invalid):\n{listing}"
+            )
+        logger.warning("skipped %d utterance(s) with problems in %s:\n%s", lost, data_dir, listing)
+    if not any(scan.splits.values()):
+        raise ValueError(f"no utterances of {release} in {data_dir}: {scan.check}")
+
+
+def load_release(
+    builder_class: type[ReleaseBuilder],
+    data_dir: str | Path,
+    skip_invalid: bool = False,
+    cache_dir: str | Path | None = None,
+    **config_kwargs,
+) -> datasets.DatasetDict:
+    """Builds (or reuses from `cache_dir`, keyed by the corpus's file listing) the corpus and returns its splits."""
+    builder = builder_class(
+        data_dir=str(data_dir),
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        skip_invalid=skip_invalid,
+        **config_kwargs,
+    )
+    builder.download_and_prepare()
+    return builder.as_dataset()
+
+
+def export_parquet(dataset: datasets.DatasetDict, out_dir: str | Path, batch_size: int = 64) -> dict[str, Path]:
+    """Writes each split to ``out_dir/<split>.parquet`` with the audio bytes embedded and the `datasets` features
+    (Audio, ClassLabel) in the schema, so the files work without the corpus:
+    ``datasets.load_dataset("parquet", data_dir=out_dir)``. Audio is embedded batch by batch: memory holds
+    `batch_size` files at a time, not a split. Returns split -> path written."""
+    import pyarrow.parquet as pq
+    from datasets.table import embed_table_storage
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, ds in dataset.items():
+        path = out / f"{split}.parquet"
+        with pq.ParquetWriter(path, ds.features.arrow_schema) as writer:
+            for batch in ds.with_format("arrow").iter(batch_size=batch_size):
+                writer.write_table(embed_table_storage(batch))
+        logger.info("wrote %d utterances to %s", len(ds), path)
+        written[split] = path
+    return written
+
+
+def release_main(
+    loader: Callable[..., datasets.DatasetDict], scan: Callable[[Path], Scan], doc: str, argv: list[str] | None = None
+) -> dict[str, Path] | None:
+    """``python -m dataset_scripts.<corpus> --data_dir D --out O``: the corpus as Parquet, one file per split;
+    ``--check`` only compares the release with its documented contents and prints what is missing or extra."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data_dir", required=True, type=Path, help="the corpus as downloaded")
+    parser.add_argument("--out", type=Path, help="directory for <split>.parquet")
+    parser.add_argument("--check", action="store_true", help="compare with the documented release, write nothing")
+    parser.add_argument("--skip_invalid", action="store_true", help="skip (and log) utterances with problems")
+    parser.add_argument("--cache_dir", type=Path, default=None, help="datasets cache (default: HF_DATASETS_CACHE)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.check:
+        result = scan(args.data_dir)
+        print(result.check)
+        for problem in result.problems:
+            print(f"  {problem}")
+        return None
+    if args.out is None:
+        parser.error("--out is required (or --check)")
+    return export_parquet(loader(args.data_dir, skip_invalid=args.skip_invalid, cache_dir=args.cache_dir), args.out)
