@@ -128,12 +128,11 @@ def test_check_command_prints_the_comparison(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "ravdess").is_dir(), reason="../shared/data/ravdess is not here")
-def test_the_real_ravdess_copy_matches_the_release_except_eight_unreadable_files():
+def test_the_real_ravdess_copy_matches_the_release():
     result = scan_ravdess(SHARED_DATA / "ravdess")
-    assert result.check.complete, result.check
-    assert len(result.problems) == 8 and all("unreadable audio" in p.message for p in result.problems)
+    assert result.check.complete and not result.problems, (result.check, result.problems)
     rows = [row for split in result.splits.values() for row in split]
-    assert len(rows) == 1432
+    assert len(rows) == 1440
     assert Counter(row["label"] for row in rows)["neutral"] == 96
     assert {row["speaker"] for row in rows} == {f"Actor_{n:02d}" for n in range(1, 25)}
 
