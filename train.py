@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -36,6 +38,8 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
 
 from mer.arguments import Arguments, load_model_configs, parse_config_overrides
+from mer.baseline import FrozenFeatures, probe_fold
+from mer.corpora import CORPORA
 from mer.data import LengthGroupedSampler, MERCollator, UtteranceDataset, evaluation_batches
 from mer.fold_export import export_folds
 from mer.protocol import Corpus, FoldSplit, describe_protocol, load_corpus, plan_folds
@@ -57,6 +61,7 @@ from mer.run_dir import (
     save_checkpoint,
 )
 from mer.speech_recognition import SpeechRecognizer
+from mer.training_defaults import resolve_training_defaults
 from mer.transcripts import ASR_TEXT_COLUMN, transcribe_corpus
 from modeling_mer import MERConfig, MERModel, MERProcessor
 
@@ -71,13 +76,15 @@ OOM_ADVICE = (
 def main() -> None:
     (args,) = HfArgumentParser(Arguments).parse_args_into_dataclasses()
     args.check()
+    # Training batches are full and every head runs on each of them, so the graph is the same at every step; only
+    # LayerDrop (skipping encoder layers at random) and a frozen start (`--freeze_audio_epochs`) leave parameters
+    # without gradients. Read when the model is prepared, after the training defaults are known.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=args.audio_layerdrop > 0)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=args.report_to,
         project_dir=args.output_dir,
-        # Training batches are full and every head runs on each of them, so the graph is the same at every step;
-        # only LayerDrop (skipping encoder layers at random) leaves parameters without gradients.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.audio_layerdrop > 0)],
+        kwargs_handlers=[ddp],
     )
     configure_logging(accelerator.is_main_process)
 
@@ -90,7 +97,9 @@ def main() -> None:
 
     # Everything that can be wrong with the inputs is found here, before any training.
     overrides = parse_config_overrides(args.config_overrides)
-    load_model_configs(args.audio_model, args.text_model)
+    resolve_training_defaults(args, overrides, load_model_configs(args.audio_model, args.text_model))
+    args.check()  # the settings the defaults filled in, together with the given ones
+    ddp.find_unused_parameters |= args.freeze_audio_epochs > 0
     with accelerator.main_process_first():
         corpus = load_corpus(args)
     overrides = corpus.check_labels(overrides)
@@ -116,12 +125,22 @@ def main() -> None:
     if args.report_to:
         accelerator.init_trackers("mer", config={k: str(v) for k, v in vars(args).items()})
 
+    features = None
+    if args.baseline != "none":  # the towers as downloaded: one pass over the corpus serves every fold and seed
+        towers = partial(quietly_built, args.audio_model, args.text_model, overrides)
+        features = FrozenFeatures(
+            accelerator,
+            corpus,
+            towers,
+            lambda dataset, config: whole_utterance_loader(args, corpus, dataset, processor, config),
+        )
+
     results = {}
     for seed, plan in plans.items():
         seeded, seed_dir = replace(args, seed=seed), seed_directory(output_dir, args, seed)
         results[seed] = {
             split.name: run_fold(
-                accelerator, seeded, corpus, split, seed_dir / split.name, processor, metric, overrides
+                accelerator, seeded, corpus, split, seed_dir / split.name, processor, metric, overrides, features
             )
             for split in plan
         }
@@ -129,11 +148,11 @@ def main() -> None:
     if accelerator.is_main_process:
         summary = summarise(results, args, corpus, protocol, accelerator, metric, asr)
         (output_dir / "results.json").write_text(json.dumps(summary, indent=2))
-        write_model_card(output_dir, summary, args)
+        if args.baseline != "probe-only":  # a run of the probe alone has no model to describe
+            write_model_card(output_dir, summary, args)
         logger.info("%s\n\n%s", protocol, summary["table"])
-        logger.info(
-            "Results: %s; models: %s/<fold>/model", output_dir / "results.json", seed_directory(output_dir, args)
-        )
+        models = "" if args.baseline == "probe-only" else f"; models: {seed_directory(output_dir, args)}/<fold>/model"
+        logger.info("Results: %s%s", output_dir / "results.json", models)
         if args.push_to_hub:
             fold = plans[args.seed_list[0]][-1].name if args.final_fit else args.push_fold
             model_dir = seed_directory(output_dir, args) / fold / "model"
@@ -201,9 +220,28 @@ class FoldTraining:
     training: DataLoader
     validation: DataLoader
     scheduler_steps: int  # the schedule's length: it reaches 0 at the last update of the last epoch
+    audio_parameters: list[torch.nn.Parameter]  # the audio tower's trainable ones, frozen in the first epochs
 
 
 def run_fold(
+    accelerator, args, corpus: Corpus, split: FoldSplit, fold_dir: Path, processor, metric, overrides, features
+) -> dict:
+    """MER's record of the fold (`train_and_test_fold`; none with `--baseline probe-only`) and, given the frozen
+    towers' `features`, the probe's beside it (`probe_fold_record`)."""
+    record = (
+        {}
+        if args.baseline == "probe-only"
+        else train_and_test_fold(accelerator, args, corpus, split, fold_dir, processor, metric, overrides)
+    )
+    if features is not None and split.test is not None:
+        probe = probe_fold_record(accelerator, corpus, split, fold_dir, features, metric)
+        for part, scores in probe.pop("corpora", {}).items():
+            record.setdefault("corpora", {}).setdefault(part, {}).update(scores)
+        record.update(probe)
+    return record
+
+
+def train_and_test_fold(
     accelerator, args, corpus: Corpus, split: FoldSplit, fold_dir: Path, processor, metric, overrides
 ) -> dict:
     """Trains one fold (resuming if it was interrupted), then tests its best epoch. Returns the fold's record."""
@@ -237,12 +275,55 @@ def run_fold(
     return record
 
 
+def probe_fold_record(accelerator, corpus: Corpus, split: FoldSplit, fold_dir: Path, features, metric) -> dict:
+    """The frozen-feature probe's scores on the fold's test utterances (per corpus too, when several are pooled),
+    with the C each condition chose on validation (`probe_settings`). Kept in the fold's probe.json: a rerun reuses
+    it, and a rerun with the probe adds it to folds that finished without it."""
+    path = fold_dir / "probe.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    with_text = any(str(text).strip() for text in split.train[corpus.columns[1]])
+    record, by_corpus, settings = {}, {}, {}
+    for name, probe in probe_fold(features, split, corpus, with_text).items():
+        record[name] = score(probe["rows"], metric, corpus.label_names)
+        settings[name] = {"C": probe["C"], "validation_ua": probe["validation_ua"]}
+        for part, rows in predictions_by_corpus(corpus, split.test, probe["rows"]).items():
+            by_corpus.setdefault(part, {})[name] = score(rows, metric, corpus.label_names)
+    record["probe_settings"] = settings
+    if by_corpus:
+        record["corpora"] = by_corpus
+    if accelerator.is_main_process:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2))
+    accelerator.wait_for_everyone()
+    return record
+
+
+def quietly_built(audio_model: str, text_model: str, overrides: dict) -> MERModel:
+    """A MER model around the pretrained towers, without the warning that its new modules need fine-tuning: the
+    probe reads only the towers."""
+    modeling_logger = logging.getLogger(MERModel.__module__)
+    level = modeling_logger.level
+    modeling_logger.setLevel(logging.ERROR)
+    try:
+        return MERModel.from_audio_text_pretrained(audio_model, text_model, **overrides)
+    finally:
+        modeling_logger.setLevel(level)
+
+
 def prepare_fold(accelerator, args, corpus: Corpus, split: FoldSplit, processor, overrides) -> FoldTraining:
     """A fresh model around the pretrained encoders, the fold's loaders, the optimizer and the schedule."""
     set_seed(args.seed)
     model = MERModel.from_audio_text_pretrained(args.audio_model, args.text_model, **overrides)
-    if hasattr(model.config.audio_config, "layerdrop"):
-        model.config.audio_config.layerdrop = args.audio_layerdrop  # the encoder reads its config at every step
+    audio_config = model.config.audio_config  # the encoder reads these at every step
+    if hasattr(audio_config, "layerdrop"):
+        audio_config.layerdrop = args.audio_layerdrop
+    if args.spec_augment is not None:
+        audio_config.apply_spec_augment = args.spec_augment
+    for name in ("mask_time_prob", "mask_feature_prob"):
+        if getattr(args, name) is not None:
+            setattr(audio_config, name, getattr(args, name))
+    audio_parameters = [parameter for parameter in model.audio_encoder.parameters() if parameter.requires_grad]
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     # Without length grouping each mega-batch is a single batch: plain random batches.
@@ -273,7 +354,7 @@ def prepare_fold(accelerator, args, corpus: Corpus, split: FoldSplit, processor,
     scheduler_steps *= accelerator.num_processes
     warmup_steps = int(args.warmup_ratio * scheduler_steps)
     scheduler = accelerator.prepare(get_scheduler("linear", optimizer, warmup_steps, scheduler_steps))
-    return FoldTraining(model, prepared_optimizer, scheduler, training, validation, scheduler_steps)
+    return FoldTraining(model, prepared_optimizer, scheduler, training, validation, scheduler_steps, audio_parameters)
 
 
 def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, processor, metric, labels) -> FoldState:
@@ -293,15 +374,19 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         if state.epochs_without_gain >= args.early_stopping_patience:
             break
         fold.training.set_epoch(epoch)  # the prepared loader seeds its sampler with this: the same order on resume
+        audio_learning = set_audio_tower_learning(fold, epoch >= args.freeze_audio_epochs)
+        started = time.perf_counter()
         train_loss = train_epoch(accelerator, fold, f"{name} epoch {epoch + 1}")
         scores = score(predict(accelerator, fold.model, fold.validation), metric, labels)
         improved = state.record_epoch(
             {
                 "train_loss": train_loss,
+                "audio_tower_learning": audio_learning,
                 "val_wa": scores["wa"],
                 "val_ua": scores["ua"],
                 "learning_rates": fold.scheduler.get_last_lr(),
                 "scheduler_steps": fold.scheduler.scheduler.last_epoch,
+                "seconds": time.perf_counter() - started,  # training and validation, on this process
             }
         )
         save_best = partial(save_model, accelerator, fold.model, processor) if improved else None
@@ -313,6 +398,15 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         )  # fmt: skip
         accelerator.log({f"{name}/train_loss": train_loss, f"{name}/val_ua": scores["ua"]}, step=state.epoch)
     return state
+
+
+def set_audio_tower_learning(fold: FoldTraining, learning: bool) -> bool:
+    """Lets the audio tower's trainable parameters learn, or not (`--freeze_audio_epochs`): without a gradient,
+    AdamW leaves a parameter alone and DDP skips it. Returns whether the tower learns (never, when the config
+    freezes all of it)."""
+    for parameter in fold.audio_parameters:
+        parameter.requires_grad_(learning)
+    return learning and bool(fold.audio_parameters)
 
 
 def score_test_fold(accelerator, args, model, processor, metric, corpus, split, fold_dir) -> dict:
@@ -349,10 +443,29 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
             f"fold {split.name} of {corpus.name}",
             trained_on,
             {name: str(condition) for name, condition in conditions.items()},
+            training_description(corpus, split),
+            by_corpus,
         )
     if by_corpus:
         outcome["corpora"] = by_corpus
     return outcome
+
+
+def training_description(corpus: Corpus, split: FoldSplit) -> str:
+    """What a fold's model learnt from, for its config and the Space: per corpus, the utterances and speakers of the
+    training split, and the classes (e.g. "EmoDB: 270 utterances, 8 speakers; RAVDESS: ...; classes: ...")."""
+    train = split.train
+    groups = train[corpus.corpus_column] if corpus.corpus_column else [corpus.name] * len(train)
+    speakers = train[corpus.speaker_column] if corpus.speaker_column else [None] * len(train)
+    utterances, seen = Counter(groups), defaultdict(set)
+    for group, speaker in zip(groups, speakers, strict=True):
+        seen[group].add(speaker)
+    parts = []
+    for group, count in utterances.items():
+        title = CORPORA[group].title if group in CORPORA and corpus.corpus_column else group
+        speakers_seen = f", {len(seen[group])} speakers" if None not in seen[group] else ""
+        parts.append(f"{title}: {count} utterances{speakers_seen}")
+    return "; ".join(parts) + f"; classes: {', '.join(corpus.label_names)}"
 
 
 def predictions_by_corpus(corpus: Corpus, test, predictions: list[dict]) -> dict[str, list[dict]]:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "BASELINES",
     "TRANSCRIPT_SOURCES",
     "VALIDATION_STRATEGIES",
     "Arguments",
@@ -23,9 +24,15 @@ VALIDATION_STRATEGIES = ("speaker", "utterance")
 # Which transcripts a run trains and tests on: the corpus's own, speech recognition's, or gold for training and both
 # for testing.
 TRANSCRIPT_SOURCES = ("gold", "asr", "both")
+# Whether a run fits the frozen-feature probe (mer.baseline) beside MER, instead of MER, or not at all.
+BASELINES = ("probe", "probe-only", "none")
+# Settings whose default depends on the audio tower (mer.training_defaults).
+_PER_TOWER = "Default: measured per audio tower family (mer.training_defaults; README, Why these defaults)."
 # Arguments that do not change what a run computes: a rerun may differ in them and still resume.
 _RUN_NEUTRAL = {"folds", "resume_from_checkpoint", "overwrite_output_dir", "num_workers", "report_to"}
 _RUN_NEUTRAL |= {"push_to_hub", "hub_model_id", "hub_private", "push_fold", "final_fit", "export_folds"}
+_RUN_NEUTRAL |= {"baseline"}  # the probe is fitted apart from MER, and added to finished folds by a rerun
+_RUN_NEUTRAL |= {"output_dir"}  # a run moved elsewhere resumes there
 
 
 @dataclass
@@ -154,17 +161,34 @@ class Arguments:
     )
     # Training
     output_dir: str = field(default="runs/mer", metadata={"help": "Where folds, checkpoints and results go."})
-    num_epochs: int = field(default=20, metadata={"help": "Maximum epochs per fold."})
+    num_epochs: int | None = field(default=None, metadata={"help": "Maximum epochs per fold. " + _PER_TOWER})
     batch_size: int = field(default=8, metadata={"help": "Utterances per device and step."})
     eval_batch_size: int = field(default=16, metadata={"help": "Utterances per device in evaluation."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Steps accumulated per update."})
-    encoder_learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate of both encoders."})
-    learning_rate: float = field(
-        default=5e-4, metadata={"help": "Peak learning rate of projections, fusion and heads."}
+    encoder_learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate of both encoders. " + _PER_TOWER}
+    )
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate of projections, fusion and heads. " + _PER_TOWER}
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
-    warmup_ratio: float = field(
-        default=0.1, metadata={"help": "Share of the updates spent warming up, then linear decay."}
+    warmup_ratio: float | None = field(
+        default=None, metadata={"help": "Share of the updates spent warming up, then linear decay. " + _PER_TOWER}
+    )
+    freeze_audio_epochs: int | None = field(
+        default=None,
+        metadata={
+            "help": "The audio tower learns nothing in the first N epochs (the new fusion and heads settle first); "
+            "0 lets it learn from the start. " + _PER_TOWER
+        },
+    )
+    spec_augment: bool | None = field(
+        default=None,
+        metadata={
+            "help": "SpecAugment-style masking in training: spans of time and of frequency (Whisper: log-mel frames "
+            "and mel bins; wav2vec2-style towers: feature frames and channels), their shares set by --mask_time_prob "
+            "and --mask_feature_prob. " + _PER_TOWER
+        },
     )
     group_by_length: bool = field(
         default=True,
@@ -179,8 +203,20 @@ class Arguments:
             "help": "Training crops longer audio to a random window of this length; evaluation sees whole utterances."
         },
     )
-    early_stopping_patience: int = field(
-        default=5, metadata={"help": "Stop a fold after this many epochs without a better validation UA."}
+    mask_time_prob: float | None = field(
+        default=None,
+        metadata={"help": "--spec_augment: the share of time masked (default: the audio tower's config, 0.05)."},
+    )
+    mask_feature_prob: float | None = field(
+        default=None,
+        metadata={
+            "help": "--spec_augment: the share of frequency bins (channels) masked (default: the audio tower's "
+            "config)."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop a fold after this many epochs without a better validation UA. " + _PER_TOWER},
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
     num_workers: int = field(default=2, metadata={"help": "DataLoader workers per process."})
@@ -190,6 +226,15 @@ class Arguments:
         metadata={
             "help": "Several seeds, each running every fold (instead of --seed): results give mean ± std over folds "
             "and over seeds separately. Each seed's folds go to <output_dir>/seed<N>/."
+        },
+    )
+    baseline: str = field(
+        default="probe",
+        metadata={
+            "help": "probe: also fit a logistic regression on the frozen towers' pooled features (mean and std of "
+            "their last layer; speech, text and both) on the same folds, its C chosen on the same validation "
+            "speakers, and report it beside MER: did fine-tuning beat a linear read-out of the same encoders? "
+            "probe-only: the probe alone, no fine-tuning; none: MER alone."
         },
     )
     ablations: bool = field(
@@ -243,8 +288,22 @@ class Arguments:
             if self.protocol == "leave-one-corpus-out" and len(self.corpus) < 2:
                 raise ValueError("--protocol leave-one-corpus-out needs at least two corpora (--corpus, twice).")
         for name in ("num_epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("mask_time_prob", "mask_feature_prob"):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}.")
+        if self.freeze_audio_epochs is not None and self.freeze_audio_epochs < 0:
+            raise ValueError(f"--freeze_audio_epochs must be >= 0, got {self.freeze_audio_epochs}.")
+        if None not in (self.freeze_audio_epochs, self.num_epochs) and self.freeze_audio_epochs >= self.num_epochs:
+            raise ValueError(
+                f"--freeze_audio_epochs {self.freeze_audio_epochs} >= --num_epochs {self.num_epochs}: the audio tower "
+                "would never learn. For a frozen tower throughout, pass --config_overrides freeze_audio_encoder=true."
+            )
+        if self.baseline not in BASELINES:
+            raise ValueError(f"--baseline must be one of {BASELINES}, got {self.baseline!r}.")
+        if self.baseline == "probe-only" and (self.push_to_hub or self.final_fit):
+            raise ValueError("--baseline probe-only trains no model: it cannot --push_to_hub or --final_fit.")
         if self.validation_strategy not in VALIDATION_STRATEGIES:
             raise ValueError(
                 f"--validation_strategy must be one of {VALIDATION_STRATEGIES}, got {self.validation_strategy!r}."
@@ -320,9 +379,9 @@ def parse_config_overrides(text: str | None) -> dict:
     return overrides
 
 
-def load_model_configs(audio_model: str, text_model: str) -> None:
-    """Fails early, naming the model, when an encoder cannot be found or read, or is not of a kind MER can use (an
-    audio family of `AUDIO_FAMILIES`, a text encoder)."""
+def load_model_configs(audio_model: str, text_model: str) -> str:
+    """The audio tower's model type (e.g. `whisper`, `wav2vec2`). Fails early, naming the model, when an encoder
+    cannot be found or read, or is not of a kind MER can use (an audio family of `AUDIO_FAMILIES`, a text encoder)."""
     from transformers import AutoConfig
 
     from modeling_mer import MERConfig
@@ -337,3 +396,4 @@ def load_model_configs(audio_model: str, text_model: str) -> None:
         MERConfig(audio_config=configs["audio"], text_config=configs["text"])
     except ValueError as error:
         raise ValueError(f"--audio_model {audio_model!r} / --text_model {text_model!r}: {error}") from error
+    return configs["audio"].model_type

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .arguments import Arguments
+from .baseline import PROBE_CONDITIONS
 
 __all__ = [
     "SCORES",
@@ -97,14 +98,15 @@ def summarise(
 
     label_names = corpus.label_names
     seeds = sorted(results)
-    scored = {seed: {fold: record for fold, record in results[seed].items() if "test" in record} for seed in seeds}
+    known = {name: str(c) for name, c in evaluation_conditions(args.transcripts, args.ablations).items()}
+    known |= PROBE_CONDITIONS
+    scored = {
+        seed: {fold: record for fold, record in results[seed].items() if any(name in record for name in known)}
+        for seed in seeds
+    }
     fold_names = list(scored[seeds[0]])
     tested = scored[seeds[0]][fold_names[0]] if fold_names else {}
-    conditions = {
-        name: str(condition)
-        for name, condition in evaluation_conditions(args.transcripts, args.ablations).items()
-        if name in tested
-    }
+    conditions = {name: description for name, description in known.items() if name in tested}
     summary = {
         "dataset": corpus.name,
         "classes": label_names,
@@ -133,8 +135,41 @@ def summarise(
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
     }
+    summary["against_probe"] = against_probe(summary)
     summary["table"] = results_table(summary)
     return summary
+
+
+def against_probe(summary: dict) -> dict | None:
+    """Fine-tuned MER (both modalities) against the best probe condition, by UA and WA averaged over folds: each
+    one's score and MER's margin (positive: fine-tuning beat the linear read-out). The probe condition is the one
+    that scores best on the test folds, a choice that can only flatter the probe. None without both."""
+    probes = [name for name in summary["conditions"] if name in PROBE_CONDITIONS]
+    if "test" not in summary["conditions"] or not probes:
+        return None
+    averaged = summary["averaged"]
+    best = max(probes, key=lambda name: averaged[f"{name}_ua"]["mean"])
+    comparison = {"probe": best, "probe_description": PROBE_CONDITIONS[best]}
+    for key in ("ua", "wa"):
+        mer, probe = averaged[f"test_{key}"]["mean"], averaged[f"{best}_{key}"]["mean"]
+        comparison |= {f"mer_{key}": mer, f"probe_{key}": probe, f"margin_{key}": mer - probe}
+    return comparison
+
+
+def against_probe_line(summary: dict) -> str:
+    """One sentence: did fine-tuning beat the linear read-out of the same encoders, and by how much."""
+    comparison = summary.get("against_probe")
+    if not comparison:
+        return ""
+    margin = 100 * comparison["margin_ua"]
+    verdict = "beat" if margin > 0 else "did not beat"
+    mer_ua, probe_ua = 100 * comparison["mer_ua"], 100 * comparison["probe_ua"]
+    mer_wa, probe_wa = 100 * comparison["mer_wa"], 100 * comparison["probe_wa"]
+    return (
+        f"Fine-tuned MER {verdict} the best frozen-feature probe on the same folds "
+        f"({comparison['probe_description']}, the best of the probes on these test folds): UA {mer_ua:.2f} against "
+        f"{probe_ua:.2f} ({margin:+.2f} points), WA {mer_wa:.2f} against {probe_wa:.2f} (means over folds)."
+    )
 
 
 def _combine(scored, fold_names: list[str], conditions, metric, label_names: list[str]) -> tuple[dict, dict]:
@@ -176,7 +211,7 @@ def _per_corpus(scored, conditions, metric, label_names: list[str]) -> dict[str,
                 }
                 for fold in folds
             },
-            "test_size": int(sum(mine[seeds[0]][fold]["test"]["num_examples"] for fold in folds)),
+            "test_size": int(sum(mine[seeds[0]][fold][next(iter(conditions))]["num_examples"] for fold in folds)),
             "averaged": averaged,
             "pooled": pooled,
         }
@@ -219,13 +254,14 @@ def results_table(summary: dict) -> str:
     pooled over them, with the word error rate of speech recognition where it made transcripts."""
     conditions = summary["conditions"]
     wer = summary.get("asr", {}).get("word_error_rate", {})
-    others = [name for name in conditions if name != "test"]
+    main = next(iter(conditions))  # MER with both modalities; the speech probe in a run of the probe alone
+    others = [name for name in conditions if name != main]
     header = ["fold", *(["ASR WER"] if wer else []), *SCORES.values()]
     header += [f"{conditions[name]}: WA / UA" for name in others]
     lines = [_row(header), _row(["---"] * len(header))]
     for fold, outcome in summary["folds"].items():
         cells = [fold, *([f"{100 * wer[fold]:.1f}" if fold in wer else "-"] if wer else [])]
-        cells += [f"{100 * outcome['test'][key]:.2f}" for key in SCORES]
+        cells += [f"{100 * outcome[main][key]:.2f}" for key in SCORES]
         cells += [f"{100 * outcome[name]['wa']:.2f} / {100 * outcome[name]['ua']:.2f}" for name in others]
         lines.append(_row(cells))
 
@@ -242,27 +278,36 @@ def results_table(summary: dict) -> str:
         lines.append(
             _row(["", "pooled" + (" ± std over seeds" if spread else ""), *(_spread(v, spread) for v in pooled)])
         )
+    if summary.get("against_probe"):
+        lines += ["", against_probe_line(summary)]
     if "corpora" in summary:
         lines += ["", corpora_table(summary)]
     return "\n".join(lines)
 
 
 def corpora_table(summary: dict) -> str:
-    """Each corpus of a pooled run with both modalities: the folds that tested it, its test utterances, and its
-    scores averaged over those folds and pooled over them (std over seeds with several)."""
+    """Each corpus of a pooled run, MER with both modalities and the probe: the folds that tested it, its test
+    utterances, and its scores averaged over those folds and pooled over them (std over seeds with several)."""
     several_seeds = len(summary["seeds"]) > 1
-    header = ["test corpus", "tested in", "utterances", "folds combined", *SCORES.values()]
+    shown = [name for name in summary["conditions"] if name == "test" or name in PROBE_CONDITIONS]
+    header = ["test corpus", "tested in", "utterances", "condition", "folds combined", *SCORES.values()]
     lines = [_row(header), _row(["---"] * len(header))]
     for name, result in summary["corpora"].items():
         folds = ", ".join(result["folds"])
-        for combined, table, std in (
-            ("mean ± std over folds", "averaged", "std_over_folds"),
-            ("pooled" + (" ± std over seeds" if several_seeds else ""), "pooled", "std_over_seeds"),
-        ):
-            if table == "averaged" and len(result["folds"]) == 1:
-                continue  # one fold: its mean is its pooled score
-            cells = [_spread(result[table][f"test_{key}"], std) for key in SCORES]
-            lines.append(_row([name, folds, str(result["test_size"]), combined, *cells]))
+        for condition in shown:
+            for combined, table, std in (
+                ("mean ± std over folds", "averaged", "std_over_folds"),
+                ("pooled" + (" ± std over seeds" if several_seeds else ""), "pooled", "std_over_seeds"),
+            ):
+                if table == "averaged" and len(result["folds"]) == 1:
+                    continue  # one fold: its mean is its pooled score
+                cells = [_spread(result[table][f"{condition}_{key}"], std) for key in SCORES]
+                description = (
+                    "MER, " + summary["conditions"][condition]
+                    if condition == "test"
+                    else (summary["conditions"][condition])
+                )
+                lines.append(_row([name, folds, str(result["test_size"]), description, combined, *cells]))
     return "\n".join(lines)
 
 
@@ -396,8 +441,10 @@ Protocol: {summary["protocol"]}
 {summary["table"]}
 
 WA: accuracy; UA: mean per-class recall; micro-F1 equals WA for single-label classes. Speech only / transcripts only:
-the same model with the transcript emptied / the audio silenced. Averaged: the mean of the fold scores; pooled: every
-test utterance scored together.
+the same model with the transcript emptied / the audio silenced. Linear probe: a logistic regression on the pretrained
+towers' frozen features (mean and standard deviation over time of the last layer), trained on the same folds, its
+regularisation chosen on the same validation speakers: what the encoders give without fine-tuning. Averaged: the mean
+of the fold scores; pooled: every test utterance scored together.
 
 ## Compared with published results
 
@@ -454,14 +501,17 @@ def record_evaluation_in_config(
     evaluated_on: str,
     training_seconds: Sequence[float] = (),
     conditions: dict[str, str] | None = None,
+    trained_on: str | None = None,
+    by_corpus: dict[str, dict] | None = None,
 ) -> None:
     """Writes a fold's test scores (`outcome`: condition -> metrics) into its published model's config as
     `evaluation`, so that whoever loads the model (the Space, for one) knows what each condition is worth, and the
     lengths of the training utterances as the model saw them (`training_seconds`, after cropping) as
     `training_utterance_seconds` (5th percentile, median, 95th percentile), so that a timeline cuts long recordings
     into segments of lengths the model knows. `conditions` (name -> description, e.g. "speech + ASR transcripts")
-    say what each condition was. Replaces the file rather than rewriting it: the checkpoint's copy is a
-    hard link to the same data."""
+    say what each condition was, `trained_on` what the model learnt from, and `by_corpus` (corpus -> condition ->
+    metrics) the scores of each corpus of a pooled test. Replaces the file rather than rewriting it: the
+    checkpoint's copy is a hard link to the same data."""
     config_path = Path(model_dir) / "config.json"
     config = json.loads(config_path.read_text())
     config["evaluation"] = {"evaluated_on": evaluated_on}
@@ -469,6 +519,13 @@ def record_evaluation_in_config(
         config["evaluation"][condition] = {key: scores[key] for key in ("wa", "ua", "num_examples")}
         if conditions and condition in conditions:
             config["evaluation"][condition]["condition"] = conditions[condition]
+    if trained_on:
+        config["evaluation"]["trained_on"] = trained_on
+    if by_corpus:
+        config["evaluation"]["corpora"] = {
+            corpus: {c: {key: scores[key] for key in ("wa", "ua", "num_examples")} for c, scores in outcome.items()}
+            for corpus, outcome in by_corpus.items()
+        }
     if len(training_seconds):
         p05, median, p95 = np.percentile(np.asarray(training_seconds, dtype=float), [5, 50, 95])
         config["training_utterance_seconds"] = {"p05": round(p05, 3), "median": round(median, 3), "p95": round(p95, 3)}

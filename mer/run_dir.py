@@ -103,6 +103,10 @@ def publish_best_model(checkpoint: Path, model_dir: Path) -> None:
         shutil.copytree(checkpoint / BEST_MODEL, staging, copy_function=os.link)
 
 
+# What runs recorded before these settings existed did.
+_BEFORE_TOWER_DEFAULTS = {"freeze_audio_epochs": 0, "spec_augment": False}
+
+
 def check_output_dir(output_dir: Path, args: Arguments) -> None:
     """Accepts `output_dir` when it is new, empty, holds this same run (to resume) or is to be overwritten. Reads
     only, so every process of a distributed run can call it and fail alike.
@@ -115,9 +119,11 @@ def check_output_dir(output_dir: Path, args: Arguments) -> None:
         return
     record = output_dir / "run_args.json"
     if record.exists():
-        # A run recorded before an argument existed ran with that argument's default.
-        theirs = {**run_defining(Arguments()), **json.loads(record.read_text())}
+        # A run recorded before an argument existed ran with that argument's default (or, for one whose default now
+        # depends on the audio tower, with what it did then).
+        recorded = {**run_defining(Arguments()), **_BEFORE_TOWER_DEFAULTS, **json.loads(record.read_text())}
         ours = run_defining(args)
+        theirs = {k: v for k, v in recorded.items() if k in ours}  # not what a newer version made run-neutral
         differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if differing:
             raise ValueError(

@@ -314,6 +314,26 @@ class MERWhisperEncoder(WhisperEncoder):
         for module in (self.conv1, self.conv2):
             module.requires_grad_(False)
 
+    def _spec_augment(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """SpecAugment (Park et al., 2019) as Whisper's config describes it (`mask_time_prob`, `mask_time_length`,
+        `mask_time_min_masks`, and the same for mel bins): spans of log-mel frames and of mel bins set to 0, the
+        value `WhisperModel` masks with, each item's spans within its own length. Training only."""
+        config = self.config
+        _, bins, frames = input_features.shape
+        lengths = attention_mask.sum(dim=-1)
+        time = _random_spans(
+            lengths, frames, config.mask_time_prob, config.mask_time_length, config.mask_time_min_masks
+        )
+        mels = _random_spans(
+            torch.full_like(lengths, bins),
+            bins,
+            config.mask_feature_prob,
+            config.mask_feature_length,
+            config.mask_feature_min_masks,
+        )
+        masked = time[:, None, :] | mels[:, :, None]  # (B, bins, frames)
+        return input_features.masked_fill(masked, 0.0)
+
     def forward(
         self,
         input_features: torch.Tensor,
@@ -340,6 +360,8 @@ class MERWhisperEncoder(WhisperEncoder):
             )
         if attention_mask is None:
             attention_mask = torch.ones(input_features.shape[::2], dtype=torch.long, device=input_features.device)
+        if self.training and getattr(self.config, "apply_spec_augment", False):
+            input_features = self._spec_augment(input_features, attention_mask)
         mel_mask = attention_mask[:, None, :].to(input_features.dtype)
         states = nn.functional.gelu(self.conv1(input_features * mel_mask)) * mel_mask
         states = nn.functional.gelu(self.conv2(states)).permute(0, 2, 1)  # (B, T, H)
@@ -890,6 +912,23 @@ def _projected(
         pooler_output=masked_mean(projected, mask),
         hidden_states=hidden_states,
     )
+
+
+def _random_spans(lengths: torch.Tensor, size: int, prob: float, span: int, min_spans: int) -> torch.BoolTensor:
+    """`(B, size)`: for each item, about `prob * length / span` spans of `span` positions (at least `min_spans`, as
+    many as fit) starting at random within its first `length` positions; none where `prob` is 0."""
+    masked = torch.zeros((len(lengths), size), dtype=torch.bool, device=lengths.device)
+    if prob <= 0:
+        return masked
+    for item, length in enumerate(lengths.tolist()):
+        width = min(span, length)
+        if width < 1:
+            continue
+        count = max(min_spans, int(prob * length / width + torch.rand(()).item()))
+        starts = torch.randint(0, length - width + 1, (min(count, length // width),), device=lengths.device)
+        for start in starts.tolist():
+            masked[item, start : start + width] = True
+    return masked
 
 
 def _random_derangement(size: int, device: torch.device) -> torch.Tensor:

@@ -106,20 +106,33 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
     history = metrics["history"]
     assert len(history) == 4
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(epoch["seconds"] > 0 for epoch in history)  # what an epoch costs, for whoever plans a longer run
     assert metrics["best_epoch"] == 1 + int(np.argmax([epoch["val_ua"] for epoch in history]))
     assert len(metrics["validation_speakers"]) == 1
     for condition in ("test", "test_audio_only", "test_text_only"):
         assert 0 <= metrics[condition]["wa"] <= 1 and 0 <= metrics[condition]["ua"] <= 1
+    assert all(epoch["audio_tower_learning"] for epoch in history)  # no frozen start asked for
 
     results = json.loads((one_process_run / "results.json").read_text())
     assert results["folds"]["session1"]["test"]["wa"] == metrics["test"]["wa"]
     assert results["averaged"]["test_ua"]["mean"] == metrics["test"]["ua"]
     assert results["pooled"]["test_ua"]["mean"] == pytest.approx(metrics["test"]["ua"])  # one fold: the same
     assert results["environment"]["num_processes"] == 1
+    # The frozen-feature probe, on the same fold, beside MER (by default), and the margin between them.
+    probe = json.loads((fold / "probe.json").read_text())
+    assert probe["probe_audio"]["num_examples"] == metrics["test"]["num_examples"]
+    assert results["folds"]["session1"]["probe_both"]["ua"] == probe["probe_both"]["ua"]
+    comparison = results["against_probe"]
+    assert comparison["margin_ua"] == pytest.approx(metrics["test"]["ua"] - comparison["probe_ua"])
+    assert "the best frozen-feature probe" in results["table"]
+    # The training defaults for the tower's family, written down with the run.
+    recorded = json.loads((one_process_run / "run_args.json").read_text())
+    assert recorded["num_epochs"] == 4 and recorded["freeze_audio_epochs"] == 0
     assert "whole training speakers held out from training" in results["protocol"]
     assert list(one_process_run.rglob("events.out.tfevents.*")), "no TensorBoard log"
     card = (one_process_run / "README.md").read_text()
     assert "model-index" in card and "| session1 |" in card and "trust_remote_code=True" in card
+    assert "linear probe: frozen speech + text features" in card
     assert results["protocol"] in card
     assert f"Validation speakers: session1: {metrics['validation_speakers'][0]}." in card
 
@@ -528,3 +541,11 @@ def test_a_run_recorded_before_an_argument_existed_resumes_with_its_default(tmp_
         check_output_dir(
             tmp_path, Arguments(data_dir="corpus", output_dir=str(tmp_path), seeds=[1, 2], transcripts="both")
         )
+
+
+def test_a_run_moved_to_another_folder_resumes_there(tmp_path):
+    recorded = {**run_defining(Arguments(data_dir="corpus")), "output_dir": "runs/where-it-was"}
+    (tmp_path / "run_args.json").write_text(json.dumps(recorded))
+    check_output_dir(tmp_path, Arguments(data_dir="corpus", output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match=r"differs in \['data_dir'\]"):
+        check_output_dir(tmp_path, Arguments(data_dir="another", output_dir=str(tmp_path)))
