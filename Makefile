@@ -18,7 +18,7 @@ LOCK := requirements.lock
 SPACE_LOCK := space/requirements.txt
 LOCK_PYTHON := 3.11
 
-.PHONY: setup system-packages lock demo space deploy-space test lint clean
+.PHONY: setup system-packages lock demo real-model space deploy-space test lint clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -72,8 +72,19 @@ demo: setup
 		--batch_size 16 --learning_rate 3e-3 --encoder_learning_rate 1e-3 --num_workers 1 \
 		--config_overrides fusion_hidden_size=32,fusion_num_heads=4 $(DEMO_ARGS)
 
-# Serves MER_MODEL when set, else the model `make demo` trained, else the published one.
-SPACE_MODEL = $(or $(MER_MODEL),$(firstword $(wildcard $(DEMO_DIR)/run/*/model)))
+# A real model: MER trained on the public corpora found under CORPORA (scripts/real_model.py), with Whisper tiny.en and
+# all-MiniLM-L6-v2 unless AUDIO_MODEL / TEXT_MODEL say otherwise; held-out speakers of every corpus test it; the model
+# goes to OUT/model. REAL_MODEL_ARGS: e.g. "--folds 1 2 -- --seeds 1 2".
+OUT ?= runs/real-model
+REAL_MODEL_DIR = $(OUT)
+real-model: setup
+	@test -n "$(CORPORA)" || { echo "make real-model needs CORPORA=<the folder that holds the corpora>, e.g. CORPORA=../shared/data"; exit 2; }
+	$(PY) scripts/real_model.py --corpora "$(CORPORA)" --out "$(OUT)" \
+		$(if $(AUDIO_MODEL),--audio-model "$(AUDIO_MODEL)") $(if $(TEXT_MODEL),--text-model "$(TEXT_MODEL)") $(REAL_MODEL_ARGS)
+
+# Serves MER_MODEL when set, else the real model (`make real-model`), else the model `make demo` trained, else the
+# published one.
+SPACE_MODEL = $(or $(MER_MODEL),$(wildcard $(REAL_MODEL_DIR)/model),$(firstword $(wildcard $(DEMO_DIR)/run/*/model)))
 space: setup
 	MER_MODEL="$(SPACE_MODEL)" $(PY) space/app.py
 

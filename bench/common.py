@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from transformers import BertConfig, PretrainedConfig, Wav2Vec2Config
 
 from mer.export import noise_inputs
+from mer.reporting import cpu_model
 from mer.tiny import tiny_audio_config, tiny_text_config
 from modeling_mer import MERConfig, MERModel
 
@@ -61,6 +63,7 @@ __all__ = [
 
 SAMPLING_RATE = 16_000
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = RESULTS_DIR.parents[1]
 
 
 @dataclass(frozen=True)
@@ -372,18 +375,10 @@ def settle_arguments(args: argparse.Namespace, **defaults) -> argparse.Namespace
     return args
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: torch.device) -> dict:
     """Where and with what a benchmark ran: CPU model and cores, torch threads, GPU, versions, date, load."""
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -494,3 +489,17 @@ def run_model_benchmark(run, args) -> dict:
         keep_freed_memory()
     with torch_threads(args.threads):
         return run(args)
+
+
+def run_train(arguments: list[str], what: str) -> tuple[list[str], float]:
+    """train.py with `arguments`, one process, from the repository root: the whole command and its wall time.
+
+    Raises:
+        RuntimeError: train.py failed (naming `what`, with the end of its error output).
+    """
+    command = [sys.executable, str(REPO / "train.py"), *arguments]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"train.py ({what}) failed:\n{result.stderr[-3000:]}")
+    return command, time.perf_counter() - started

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from bench.common import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.common import REPO, base_parser, machine_info, markdown_table, run_train, settle_arguments, write_report
 from mer.tiny import build_tiny_encoders, build_tiny_whisper
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PROTOCOLS = ("within-corpus", "leave-one-corpus-out")
 # bench.emodb's Whisper settings (section 8), with fewer epochs to fit 2 CPU cores.
@@ -35,19 +32,15 @@ WORDS = "kids are talking by the door dogs sitting".split()
 
 def train(corpora: dict[str, str], protocol: str, whisper: str, text: str, out: Path, settings: str, folds) -> dict:
     """One train.py run; returns its results.json with the wall time."""
-    command = [
-        sys.executable, str(REPO / "train.py"),
+    arguments = [
         *[arg for name, path in corpora.items() for arg in ("--corpus", f"{name}={path}")],
         "--protocol", protocol, "--skip_invalid", "--audio_model", whisper, "--text_model", text,
         "--output_dir", str(out), "--num_workers", "0", "--ablations", "false", *shlex.split(settings),
         *(["--folds", *folds] if folds else []),
     ]  # fmt: skip
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"train.py --protocol {protocol} failed:\n{result.stderr[-3000:]}")
+    command, seconds = run_train(arguments, f"--protocol {protocol}")
     summary = json.loads((out / "results.json").read_text())
-    summary["seconds"] = time.perf_counter() - started
+    summary["seconds"] = seconds
     summary["command"] = shlex.join(command)
     return summary
 

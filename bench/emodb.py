@@ -27,8 +27,6 @@ import argparse
 import csv
 import json
 import shlex
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -41,14 +39,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import AutoModel, WhisperFeatureExtractor
 
-from bench.common import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.common import REPO, base_parser, machine_info, markdown_table, run_train, settle_arguments, write_report
 from mer.tiny import build_tiny_encoders, build_tiny_whisper
 from modeling_mer import MERWhisperEncoder
 from modeling_mer.processing_mer import resample
 
 __all__ = ["CONDITIONS", "load_emodb", "main", "run", "speaker_folds"]
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CONDITIONS = ("logmel_probe", "whisper_probe", "mer_tiny", "mer_whisper")
 RATE = 16_000
@@ -138,16 +135,12 @@ def train_mer(
     dataset: Path, audio_model: str, text_model: str, out: Path, settings: str, folds: list[int]
 ) -> list[dict]:
     """train.py on the corpus, one process; per fold the test WA and UA (both modalities)."""
-    command = [
-        sys.executable, str(REPO / "train.py"),
+    arguments = [
         "--dataset", str(dataset), "--fold_column", "fold", "--speaker_column", "speaker",
         "--audio_model", audio_model, "--text_model", text_model, "--output_dir", str(out),
-        "--folds", *map(str, folds), "--num_workers", "0", "--ablations", "false",
-        *shlex.split(settings),
+        "--folds", *map(str, folds), "--num_workers", "0", "--ablations", "false", *shlex.split(settings),
     ]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"train.py failed for {out.name}:\n{result.stderr[-3000:]}")
+    run_train(arguments, out.name)
     scores = []
     for number in folds:
         test = json.loads((out / f"fold{number}" / "metrics.json").read_text())["test"]

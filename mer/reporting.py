@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,6 +18,8 @@ from .baseline import PROBE_CONDITIONS
 __all__ = [
     "SCORES",
     "Condition",
+    "cpu_model",
+    "hardware",
     "push_model_to_hub",
     "record_evaluation_in_config",
     "save_confusion_matrix",
@@ -134,10 +137,53 @@ def summarise(
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
+        "hardware": hardware(accelerator.device),
     }
+    summary["training"] = training_time(results)
     summary["against_probe"] = against_probe(summary)
     summary["table"] = results_table(summary)
     return summary
+
+
+def cpu_model() -> str:
+    """The processor's name as the kernel reports it (e.g. `AMD EPYC 7B13`), else what Python knows of it."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def hardware(device) -> str:
+    """What a process computes on, in words: the GPU's name, or the CPU's with its logical cores."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()} CPU, {os.cpu_count()} logical cores"
+
+
+def training_time(results: dict[int, dict[str, dict]]) -> dict:
+    """The epochs trained over every seed and fold of `results` and their time (training and validation, as each
+    fold's history records it; a resumed fold counts the epochs of every attempt once), and the folds counted."""
+    epochs = [epoch for folds in results.values() for record in folds.values() for epoch in record.get("history", [])]
+    timed = [epoch["seconds"] for epoch in epochs if epoch.get("seconds") is not None]
+    folds = sum(1 for folds in results.values() for record in folds.values() if record.get("history"))
+    return {"epochs": len(epochs), "folds": folds, "seconds": float(sum(timed)) if timed else None}
+
+
+def training_line(summary: dict) -> str:
+    """One sentence: how long training took, on what (empty for a run that trained nothing)."""
+    training, environment = summary.get("training") or {}, summary["environment"]
+    if not training.get("epochs") or training.get("seconds") is None:
+        return ""
+    processes = environment["num_processes"]
+    return (
+        f"Training: {training['epochs']} epochs over {training['folds']} fold runs, "
+        f"{training['seconds'] / 60:.0f} min of training and validation on {environment.get('hardware', 'unknown')}"
+        f" ({processes} process{'es' if processes > 1 else ''}, {environment['device']}, mixed precision "
+        f"{environment['mixed_precision']})."
+    )
 
 
 def against_probe(summary: dict) -> dict | None:
@@ -439,6 +485,8 @@ Trained and tested on {summary["dataset"]}. Classes: {", ".join(summary["classes
 Protocol: {summary["protocol"]}
 {_validation_speakers(summary["folds"])}
 {summary["table"]}
+
+{training_line(summary)}
 
 WA: accuracy; UA: mean per-class recall; micro-F1 equals WA for single-label classes. Speech only / transcripts only:
 the same model with the transcript emptied / the audio silenced. Linear probe: a logistic regression on the pretrained

@@ -305,10 +305,35 @@ def _introduction(recognizer: EmotionRecognizer) -> str:
         "Record or upload an utterance (any common audio format; its first "
         f"{recognizer.max_seconds:g} s are analysed), type what is said or leave the box empty to have it "
         "transcribed, and submit; or follow the emotion through a long recording in the *Long recording* tab. "
-        "The model hears the speech with wav2vec 2.0, reads the words with BERT and joins "
-        f"them with cross-modal attention; it tells apart **{', '.join(recognizer.labels)}**.\n\n"
+        f"The model hears the speech with {_tower(recognizer.model.config.audio_config)}, reads the words with "
+        f"{_tower(recognizer.model.config.text_config)} and joins them with cross-modal attention; it tells apart "
+        f"**{', '.join(recognizer.labels)}**.\n\n"
         f"Model: `{recognizer.model_name_or_path}` · speech recognition: `{recognizer.asr_model}`"
+        + _provenance(getattr(recognizer.model.config, "evaluation", None) or {})
     )
+
+
+def _tower(config) -> str:
+    """An encoder by the checkpoint it came from, else its kind (e.g. `whisper-tiny.en`, a wav2vec2 encoder)."""
+    name = Path(getattr(config, "_name_or_path", "") or "").name
+    return f"`{name}`" if name else f"a {config.model_type} encoder"
+
+
+def _provenance(evaluation: dict) -> str:
+    """What the served model was trained on and what it scored on speakers it never heard, as train.py recorded
+    them in its config; nothing for a model without that record."""
+    lines = []
+    if evaluation.get("trained_on"):
+        lines.append(f"Trained on {evaluation['trained_on']}.")
+    if "test" in evaluation:
+        scores = [f"UA {100 * evaluation['test']['ua']:.0f}% overall"]
+        scores += [
+            f"{name} {100 * outcome['test']['ua']:.0f}%"
+            for name, outcome in evaluation.get("corpora", {}).items()
+            if "test" in outcome
+        ]
+        lines.append(f"On held-out speakers ({evaluation.get('evaluated_on', 'its test fold')}): {', '.join(scores)}.")
+    return "".join(f"\n\n{line}" for line in lines)
 
 
 def _details(analysis: Analysis) -> str:

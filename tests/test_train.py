@@ -133,6 +133,8 @@ def test_training_writes_results_models_and_card(one_process_run, synthetic_corp
     card = (one_process_run / "README.md").read_text()
     assert "model-index" in card and "| session1 |" in card and "trust_remote_code=True" in card
     assert "linear probe: frozen speech + text features" in card
+    assert results["training"]["epochs"] == 4 and results["training"]["seconds"] > 0
+    assert "Training: 4 epochs over 1 fold runs" in card and "logical cores" in card  # what it cost, on what
     assert results["protocol"] in card
     assert f"Validation speakers: session1: {metrics['validation_speakers'][0]}." in card
 
