@@ -17,6 +17,7 @@ from bench import (  # noqa: E402
     corpora,
     cpu_inference,
     data_path,
+    defaults,
     deploy,
     emodb,
     inference,
@@ -112,6 +113,22 @@ def test_corpora_scores_each_corpus_of_a_pooled_run(tmp_path):
     assert set(result["corpora"]) == {"ravdess", "emodb"} and "--corpus ravdess=" in result["command"]
     assert result["seconds"] > 0 and 0 <= result["pooled"]["ua"] <= 1
     assert "| within-corpus | emodb | 1 |" in written["table"]
+
+
+def test_defaults_records_each_run_beside_the_probe_and_skips_what_is_recorded(tmp_path):
+    out = tmp_path / "defaults.json"
+    written = run_quick(defaults, out, "--corpora", "emodb", "--work-dir", str(tmp_path / "work"))
+    (key,) = written["results"]["runs"]
+    assert key == "tiny-whisper|emodb|paper|1"
+    run = written["results"]["runs"][key]
+    assert 0 <= run["mer_ua"] <= 1 and 0 <= run["probe_ua"] <= 1 and run["best_probe"].startswith("probe_")
+    assert "--baseline probe" in run["command"] and "--encoder_learning_rate 2e-05" in run["command"]
+    assert run["epochs_trained"] == 1 and list(run["folds_ua"]) == ["fold1"] and run["seconds_per_epoch"] > 0
+    assert "| tiny-whisper | emodb | paper | 1 |" in written["table"]
+    # A rerun keeps what is recorded and trains nothing.
+    again = defaults.main(["--quick", "--out", str(out), "--corpora", "emodb", "--work-dir", str(tmp_path / "again")])
+    assert again["results"]["runs"] == written["results"]["runs"]
+    assert not (tmp_path / "again" / "tiny-whisper").exists()
 
 
 def test_mfu_counts_flops_and_compares_variants(tmp_path):
