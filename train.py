@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -75,7 +77,8 @@ OOM_ADVICE = (
 
 def main() -> None:
     (args,) = HfArgumentParser(Arguments).parse_args_into_dataclasses()
-    args.check()
+    with refusal_as_message():
+        args.check()
     # Training batches are full and every head runs on each of them, so the graph is the same at every step; only
     # LayerDrop (skipping encoder layers at random) and a frozen start (`--freeze_audio_epochs`) leave parameters
     # without gradients. Read when the model is prepared, after the training defaults are known.
@@ -90,24 +93,26 @@ def main() -> None:
 
     if args.export_folds:  # the folds only: no model, no training
         if accelerator.is_main_process:
-            corpus = load_corpus(args)
+            with refusal_as_message():
+                corpus = load_corpus(args)
             export_folds(corpus, args.export_folds, corpus_source(args))
             logger.info("Wrote the %d folds as EmoBox-style JSONL: %s", len(corpus.fold_names), args.export_folds)
         return
 
     # Everything that can be wrong with the inputs is found here, before any training.
-    overrides = parse_config_overrides(args.config_overrides)
-    resolve_training_defaults(args, overrides, load_model_configs(args.audio_model, args.text_model))
-    args.check()  # the settings the defaults filled in, together with the given ones
+    with refusal_as_message():
+        overrides = parse_config_overrides(args.config_overrides)
+        resolve_training_defaults(args, overrides, load_model_configs(args.audio_model, args.text_model))
+        args.check()  # the settings the defaults filled in, together with the given ones
+        with accelerator.main_process_first():
+            corpus = load_corpus(args)
+        overrides = corpus.check_labels(overrides)
+        check_batch_size(args, MERConfig(**overrides))
+        plans = plan_seeds(corpus, args)
+        protocol = describe_protocol(args, corpus, plans[args.seed_list[0]])
+        output_dir = Path(args.output_dir)
+        check_output_dir(output_dir, args)
     ddp.find_unused_parameters |= args.freeze_audio_epochs > 0
-    with accelerator.main_process_first():
-        corpus = load_corpus(args)
-    overrides = corpus.check_labels(overrides)
-    check_batch_size(args, MERConfig(**overrides))
-    plans = plan_seeds(corpus, args)
-    protocol = describe_protocol(args, corpus, plans[args.seed_list[0]])
-    output_dir = Path(args.output_dir)
-    check_output_dir(output_dir, args)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         claim_output_dir(output_dir, args)
@@ -164,6 +169,17 @@ def main() -> None:
 def corpus_source(args) -> str:
     """What the corpus was read from: the directory, the dataset, or the corpora by name."""
     return args.data_dir or args.dataset or " ".join(args.corpus)
+
+
+@contextmanager
+def refusal_as_message():
+    """Inputs refused before any work (a wrong folder, an incomplete corpus, a bad flag) reach the user as one message
+    naming what is wrong, not as a traceback through the libraries: `train.py: error: ...`, exit status 2."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def plan_seeds(corpus: Corpus, args) -> dict[int, list[FoldSplit]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import re
@@ -39,6 +40,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+CHECK_FILE = "release_check.json"  # beside a built dataset's Arrow files
+
 # The containers a corpus may come in that ffmpeg (torchcodec) decodes; matched case-insensitively.
 AUDIO_SUFFIXES = (
     ".wav", ".flac", ".opus", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".mp4", ".mkv", ".mka", ".webm", ".aif",
@@ -61,7 +64,9 @@ class Problem:
 
 @dataclass
 class ReleaseCheck:
-    """What a scan found against what the release documents: utterance counts, and the names missing or extra."""
+    """What a scan found against what the release documents: utterance counts, the names missing or extra, and the
+    problems of the files found (unreadable, empty, present twice, ...: `Problem`s as text, which `--skip_invalid`
+    leaves out). Stored with the built dataset (`load_release`), so every load can show it."""
 
     corpus: str
     documented: int
@@ -69,18 +74,66 @@ class ReleaseCheck:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
+        """Every documented file is here, and nothing else named like one."""
         return self.found == self.documented and not self.missing and not self.extra
+
+    @property
+    def clean(self) -> bool:
+        """Complete, and every file readable: the copy is the release."""
+        return self.complete and not self.problems
+
+    def problem_kinds(self) -> dict[str, list[str]]:
+        """The problems by kind (`problem_kind`), in the order first seen."""
+        kinds: dict[str, list[str]] = {}
+        for problem in self.problems:
+            kinds.setdefault(problem_kind(problem), []).append(problem)
+        return kinds
+
+    def summary_lines(self) -> list[str]:
+        """One line per kind of difference from the release (missing, extra, each kind of problem), with the count
+        and the first few names; empty for a clean copy."""
+        lines = []
+        for kind, names in (("missing", self.missing), ("extra (not part of the release)", self.extra)):
+            if names:
+                lines.append(f"{len(names)} {kind}: {_listed(names)}")
+        lines += [f"{len(found)} {kind}: {_listed(found, 3)}" for kind, found in self.problem_kinds().items()]
+        return lines
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__} | {"complete": self.complete}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> ReleaseCheck:
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__ if name in record})
 
     def __str__(self) -> str:
         text = f"{self.corpus}: {self.found} utterances found, {self.documented} documented"
-        for kind, names in (("missing", self.missing), ("extra (not part of the release)", self.extra)):
-            if names:
-                listed = ", ".join(names[:20]) + (f", ... and {len(names) - 20} more" if len(names) > 20 else "")
-                text += f"; {len(names)} {kind}: {listed}"
-        return text + "".join(f"; {note}" for note in self.notes)
+        return text + "".join(f"; {line}" for line in self.summary_lines()) + "".join(f"; {n}" for n in self.notes)
+
+
+def _listed(names: list[str], limit: int = 20) -> str:
+    return ", ".join(names[:limit]) + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# What a problem's text says it is: the first pattern found in it names its kind.
+_PROBLEM_KINDS = (
+    ("empty file", "empty"),
+    ("unreadable audio", "unreadable"),
+    ("has no samples", "without samples"),
+    ("here twice", "present twice"),
+    ("old name of", "present twice"),
+    ("no audio file", "without audio"),
+)
+
+
+def problem_kind(problem: str) -> str:
+    """`unreadable`, `empty`, `present twice`, `without samples`, `without audio`, or `other` (a metadata row that
+    cannot be read, a speaker the release does not have, ...)."""
+    return next((kind for pattern, kind in _PROBLEM_KINDS if pattern in problem), "other")
 
 
 @dataclass
@@ -105,6 +158,24 @@ class Release:
     license: str
     citation: str
     expected: str  # what `data_dir` should be, for the error when it is not
+    file_names: re.Pattern | None = None  # the stems of its files (fullmatch), by which a folder is recognised
+    suffixes: tuple[str, ...] = AUDIO_SUFFIXES  # of the files `file_names` applies to
+
+    def recognise(self, data_dir: str | Path) -> int:
+        """How many files under `data_dir` are named like this release's, from the listing alone (nothing opened):
+        the cheap check that a folder is this corpus, before anything is built.
+
+        Raises:
+            FileNotFoundError: `data_dir` is missing.
+            ValueError: no file named like the release's, naming what the folder holds instead.
+        """
+        root = require_directory(Path(data_dir), self.name, self.expected)
+        files = find_files(root, self.suffixes)
+        named = sum(1 for path in files if self.file_names is None or self.file_names.fullmatch(path.stem))
+        if not named:
+            held = [str(path.relative_to(root)) for path in files[:5]] or sorted(p.name for p in root.iterdir())[:5]
+            raise ValueError(f"{root} does not hold {self.name}: expected {self.expected}; it holds {held}")
+        return named
 
 
 def utterance_features(label_names: Iterable[str], **columns: str) -> datasets.Features:
@@ -166,10 +237,12 @@ def audio_problem(path: Path) -> str | None:
 
     if not path.is_file():
         return f"no audio file; expected {path}"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
     try:
         metadata = AudioDecoder(str(path)).metadata
     except Exception as error:  # noqa: BLE001 - ffmpeg raises its own error types for every kind of bad file
-        return f"unreadable audio: {error}"
+        return f"unreadable audio ({path.stat().st_size} bytes): {decoder_reason(error, path)}"
     duration = metadata.duration_seconds_from_header
     if duration is None:  # no duration in the header (a header-only wav, some streams): decode the first 50 ms
         try:
@@ -177,6 +250,18 @@ def audio_problem(path: Path) -> str | None:
         except Exception:  # noqa: BLE001 - torchcodec raises RuntimeError when nothing decodes
             duration = 0.0
     return "the audio has no samples" if duration <= 0 else None
+
+
+def decoder_reason(error: Exception, path: Path | None = None) -> str:
+    """What ffmpeg said about a file, without torchcodec's C++ class and source location (``SingleStreamDecoder,
+    /…/SingleStreamDecoder.cpp:41,``), its stack, or the file's path: e.g. "Could not open input file: Invalid data
+    found when processing input"."""
+    text = str(error).split("Exception raised from", 1)[0]
+    if path is not None:
+        text = text.replace(f"{path} ", "").replace(str(path), "")
+    parts = [part.strip() for part in text.replace("\n", " ").split(", ")]
+    kept = [part for part in parts if part and not re.fullmatch(r"\S+\.(?:cpp|cc|h|hpp):\d+|[A-Z]\w*", part)]
+    return ", ".join(kept) or type(error).__name__
 
 
 def listing_fingerprint(root: Path, code: Iterable[Path], metadata_suffixes: Iterable[str] = ()) -> str:
@@ -240,6 +325,7 @@ class ReleaseBuilder(datasets.GeneratorBasedBuilder):
             raise ValueError(f"{self.RELEASE.name} needs data_dir: {self.RELEASE.expected}")
         scan = self.RELEASE.scan(Path(self.config.data_dir))
         report_scan(scan, self.RELEASE.name, self.config.data_dir, self.config.skip_invalid)
+        self.release_check = checked(scan)
         # `datasets` cannot read back an empty split, so a split that kept nothing has none
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"examples": examples})
@@ -252,9 +338,14 @@ class ReleaseBuilder(datasets.GeneratorBasedBuilder):
             yield example["id"], example
 
 
+def checked(scan: Scan) -> ReleaseCheck:
+    """The scan's check with its problems in it."""
+    scan.check.problems = [str(problem) for problem in scan.problems]
+    return scan.check
+
+
 def report_scan(scan: Scan, release: str, data_dir, skip_invalid: bool) -> None:
-    """Logs the check against the documented counts; raises for problems unless `skip_invalid` (then logs them)."""
-    (logger.info if scan.check.complete else logger.warning)("%s", scan.check)
+    """Raises for problems unless `skip_invalid` (then logs them), and for a copy with no utterance."""
     if scan.problems:
         lost = sum(problem.utterances for problem in scan.problems)
         listing = "\n".join(f"  {problem}" for problem in scan.problems)
@@ -275,7 +366,10 @@ def load_release(
     cache_dir: str | Path | None = None,
     **config_kwargs,
 ) -> datasets.DatasetDict:
-    """Builds (or reuses from `cache_dir`, keyed by the corpus's file listing) the corpus and returns its splits."""
+    """Builds (or reuses from `cache_dir`, keyed by the corpus's file listing) the corpus and returns its splits,
+    with the release's check as their `release_check` attribute (a `ReleaseCheck`). The check is stored beside the
+    Arrow files (`release_check.json`) and logged on every load, a cached one too: a warning for a copy that
+    differs from the release."""
     builder = builder_class(
         data_dir=str(data_dir),
         cache_dir=None if cache_dir is None else str(cache_dir),
@@ -283,7 +377,17 @@ def load_release(
         **config_kwargs,
     )
     builder.download_and_prepare()
-    return builder.as_dataset()
+    stored = Path(builder.cache_dir) / CHECK_FILE
+    check = getattr(builder, "release_check", None)  # set when this call built the dataset
+    if check is None and stored.is_file():
+        check = ReleaseCheck.from_dict(json.loads(stored.read_text()))
+    if check is None:  # a dataset cached before checks were stored: scan again (headers only, no decoding)
+        check = checked(builder.RELEASE.scan(Path(builder.config.data_dir)))
+    stored.write_text(json.dumps(check.to_dict(), indent=2))
+    (logger.info if check.clean else logger.warning)("%s (%s)", check, builder.config.data_dir)
+    dataset = builder.as_dataset()
+    dataset.release_check = check
+    return dataset
 
 
 def export_parquet(dataset: datasets.DatasetDict, out_dir: str | Path, batch_size: int = 64) -> dict[str, Path]:
@@ -320,11 +424,23 @@ def release_main(
     parser.add_argument("--cache_dir", type=Path, default=None, help="datasets cache (default: HF_DATASETS_CACHE)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return _run_release_command(parser, args, loader, scan)
+    except (ValueError, FileNotFoundError) as error:  # a wrong directory, unreadable files: one message, no trace
+        raise SystemExit(f"error: {error}") from None
+
+
+def _run_release_command(parser, args, loader, scan) -> dict[str, Path] | None:
     if args.check:
-        result = scan(args.data_dir)
-        print(result.check)
-        for problem in result.problems:
-            print(f"  {problem}")
+        check = checked(scan(args.data_dir))
+        print(check)  # the whole comparison in one line, then one line per kind of difference, then each problem
+        for line in check.summary_lines():
+            print(f"  {line}")
+        for problem in check.problems:
+            print(f"    {problem}")
+        if not check.clean:
+            raise SystemExit(f"{check.corpus} at {args.data_dir} differs from the release.")
+        print("The copy matches the release.")
         return None
     if args.out is None:
         parser.error("--out is required (or --check)")

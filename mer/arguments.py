@@ -33,6 +33,7 @@ _RUN_NEUTRAL = {"folds", "resume_from_checkpoint", "overwrite_output_dir", "num_
 _RUN_NEUTRAL |= {"push_to_hub", "hub_model_id", "hub_private", "push_fold", "final_fit", "export_folds"}
 _RUN_NEUTRAL |= {"baseline"}  # the probe is fitted apart from MER, and added to finished folds by a rerun
 _RUN_NEUTRAL |= {"output_dir"}  # a run moved elsewhere resumes there
+_RUN_NEUTRAL |= {"allow_incomplete"}  # permits a run on the data it reads; the data define the run
 
 
 @dataclass
@@ -79,6 +80,13 @@ class Arguments:
     skip_invalid: bool = field(
         default=False,
         metadata={"help": "--corpus / --data_dir: leave out (and log) utterances whose audio cannot be read."},
+    )
+    allow_incomplete: bool = field(
+        default=False,
+        metadata={
+            "help": "--corpus: train on a copy that lacks some of the release's documented files (the run stops "
+            "otherwise, with the counts); its scores are then not those of the whole corpus."
+        },
     )
     dataset_config: str = field(default="4class", metadata={"help": "IEMOCAP label set: 4class, 6class or all."})
     improvised_only: bool = field(default=False, metadata={"help": "IEMOCAP: keep improvised dialogs only."})

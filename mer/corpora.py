@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,36 @@ class CorpusSpec:
         return bool(self.official_test)
 
     def load(self, data_dir: str, skip_invalid: bool) -> datasets.DatasetDict:
+        return self._loader()(data_dir, skip_invalid=skip_invalid, **dict(self.loader_kwargs))
+
+    def recognise(self, data_dir: str) -> None:
+        """Refuses, from the file listing alone, a folder that is not this corpus (`Release.recognise`), saying
+        which corpus it looks like when it looks like one. IEMOCAP's builder checks its layout itself, first."""
+        release = self._release()
+        if release is None:
+            return
+        try:
+            release.recognise(data_dir)
+        except ValueError as error:
+            others = [spec for spec in CORPORA.values() if spec is not self and spec._release() is not None]
+            looks_like = [spec.title for spec in others if _named_like(spec._release(), data_dir)]
+            hint = f" It looks like {' or '.join(looks_like)}." if looks_like else ""
+            raise ValueError(f"{error}.{hint}") from None
+
+    def _loader(self):
         module, function = self.loader.split(":")
-        loader = getattr(importlib.import_module(module), function)
-        return loader(data_dir, skip_invalid=skip_invalid, **dict(self.loader_kwargs))
+        return getattr(importlib.import_module(module), function)
+
+    def _release(self):
+        """The builder's `dataset_scripts.release.Release`, or None (IEMOCAP's builder is its own)."""
+        return getattr(sys.modules[self._loader().__module__], "RELEASE", None)
+
+
+def _named_like(release, data_dir: str) -> bool:
+    try:
+        return release.recognise(data_dir) > 0
+    except ValueError:
+        return False
 
 
 CORPORA: dict[str, CorpusSpec] = {
@@ -111,6 +139,11 @@ class CorpusPart:
     spec: CorpusSpec
     splits: dict[str, datasets.Dataset]
     dropped: dict[str, int]  # the corpus's own label -> utterances dropped (no shared class, or not chosen)
+    check: object = None  # the copy against the release (`dataset_scripts.release.ReleaseCheck`); None for IEMOCAP
+
+    def class_counts(self, classes: list[str]) -> Counter:
+        """Utterances per class of `classes` (by name) over every split."""
+        return Counter(classes[label] for split in self.splits.values() for label in split["label"])
 
     @property
     def fold_names(self) -> list[str]:
@@ -150,11 +183,25 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def read_part(name: str, data_dir: str, classes: list[str], skip_invalid: bool) -> CorpusPart:
+def read_part(
+    name: str, data_dir: str, classes: list[str], skip_invalid: bool, allow_incomplete: bool = False
+) -> CorpusPart:
     """Reads corpus `name` with its builder and keeps the utterances whose shared class is in `classes`, with the
-    shared columns (`COLUMNS`), the label a `ClassLabel` of `classes`."""
+    shared columns (`COLUMNS`), the label a `ClassLabel` of `classes`.
+
+    Raises:
+        ValueError: the copy lacks documented files of the release (with the counts), unless `allow_incomplete`.
+    """
     spec = CORPORA[name]
     loaded = spec.load(data_dir, skip_invalid)
+    check = getattr(loaded, "release_check", None)
+    if check is not None and check.missing and not allow_incomplete:
+        raise ValueError(
+            f"--corpus {name}={data_dir} is not the whole release: {check.found} of the {check.documented} "
+            f"documented files are here ({len(check.missing)} missing, e.g. {', '.join(check.missing[:3])}). Point "
+            "--corpus at the complete copy, or pass --allow_incomplete to train on this one (its scores are then "
+            "not those of the corpus)."
+        )
     mapping = CORPUS_LABELS[name]
     features = datasets.Features(
         {
@@ -198,19 +245,27 @@ def read_part(name: str, data_dir: str, classes: list[str], skip_invalid: bool) 
             "%s: %d utterance(s) dropped, their labels not among %s: %s",
             spec.title, sum(dropped.values()), classes, dict(sorted(dropped.items())),
         )  # fmt: skip
-    return CorpusPart(name, spec, splits, dict(sorted(dropped.items())))
+    return CorpusPart(name, spec, splits, dict(sorted(dropped.items())), check)
 
 
 def load_corpora(args):
     """The corpora of ``--corpus`` read, mapped to ``--classes`` and arranged in rounds by ``--protocol``, as one
     `mer.protocol.Corpus` whose `parts` are the corpora themselves (for per-corpus scores and fold export)."""
-    from .protocol import Corpus
+    from .protocol import Corpus, select_folds
 
-    classes = parse_classes(args.classes)
+    corpora = parse_corpus_arguments(args.corpus)
+    for name, path in corpora.items():  # every folder recognised from its listing before any corpus is built
+        CORPORA[name].recognise(path)
+    classes = classes_of(corpora, parse_classes(args.classes), everything=args.classes.strip() == "all")
     parts = [
-        read_part(name, path, classes, args.skip_invalid) for name, path in parse_corpus_arguments(args.corpus).items()
+        read_part(name, path, classes, args.skip_invalid, args.allow_incomplete) for name, path in corpora.items()
     ]
     if args.protocol == "leave-one-corpus-out":
+        try:  # the rounds this run tests (a wrong --folds is plan_folds' to refuse)
+            tested = select_folds(args.folds, sorted(corpora, key=natural_key))
+        except ValueError:
+            tested = list(corpora)
+        check_unseen_classes(parts, classes, tested)
         folds, tests, train, validation = _leave_one_corpus_out(parts)
     else:
         folds, tests, train, validation = _within_corpus(parts)
@@ -228,6 +283,54 @@ def load_corpora(args):
         exempt_speaker_prefixes=_exempt_speakers(parts, args.protocol),
         description=_describe(parts, classes, args.protocol),
     )
+
+
+def classes_of(corpora: dict[str, str], classes: list[str], everything: bool) -> list[str]:
+    """The classes the run gives output units: of `classes`, those at least one of the corpora labels (by its label
+    mapping). With `everything` (``--classes all``) the others are left out, and logged; named explicitly, a class
+    no corpus has is refused.
+
+    Raises:
+        ValueError: a class named in ``--classes`` that none of the corpora has, or fewer than two classes left.
+    """
+    labelled = {shared for name in corpora for shared in CORPUS_LABELS[name].values() if shared}
+    absent = [name for name in classes if name not in labelled]
+    titles = " + ".join(CORPORA[name].title for name in corpora)
+    if absent and not everything:
+        raise ValueError(
+            f"--classes: no corpus of this run ({titles}) has {', '.join(absent)}; a class without utterances would "
+            f"get an output unit that nothing trains. The corpora have {sorted(labelled)}."
+        )
+    kept = [name for name in classes if name in labelled]
+    if absent:
+        logger.info("--classes all: %s has no %s; those classes get no output unit.", titles, ", ".join(absent))
+    if len(kept) < 2:
+        raise ValueError(f"--classes: {titles} has only {kept} of {classes}; at least two classes are needed.")
+    return kept
+
+
+def check_unseen_classes(parts: list[CorpusPart], classes: list[str], tested: list[str]) -> None:
+    """Leave-one-corpus-out tests each corpus with a model trained on the others: a class that a tested corpus (of
+    `tested`, by name) has and no other corpus has would be scored but never trained.
+
+    Raises:
+        ValueError: naming, per tested corpus, each such class and its test utterances, and the classes every round
+            trains (a ``--classes`` that works).
+    """
+    counts = {part.name: part.class_counts(classes) for part in parts}
+    unseen = []
+    for part in (part for part in parts if part.name in tested):
+        trained = {name for other in parts if other is not part for name, n in counts[other.name].items() if n}
+        missing = {name: n for name, n in counts[part.name].items() if n and name not in trained}
+        if missing:
+            listed = ", ".join(f"{name} ({n} utterances)" for name, n in missing.items())
+            unseen.append(f"{part.spec.title} is tested with {listed} that no other corpus trains")
+    if unseen:
+        shared = [name for name in classes if all(counts[part.name][name] for part in parts)]
+        raise ValueError(
+            "--protocol leave-one-corpus-out: " + "; ".join(unseen) + ". Choose classes that every corpus has, "
+            f"e.g. --classes {','.join(shared)}."
+        )
 
 
 def _exempt_speakers(parts: list[CorpusPart], protocol: str) -> tuple[str, ...]:
@@ -278,6 +381,14 @@ def _leave_one_corpus_out(parts: list[CorpusPart]):
     return folds, {}, None, None
 
 
+def _check_note(check) -> str:
+    """What a copy lacks or holds beyond the release, for the protocol line (nothing for a clean copy)."""
+    if check is None or check.clean:
+        return ""
+    counts = ", ".join(line.split(":", 1)[0] for line in check.summary_lines())
+    return f"; this copy against the release's {check.documented} files: {counts}"
+
+
 def _describe(parts: list[CorpusPart], classes: list[str], protocol: str) -> str:
     """The corpora and how they were arranged, for the protocol line."""
     described = []
@@ -292,7 +403,7 @@ def _describe(parts: list[CorpusPart], classes: list[str], protocol: str) -> str
         else:
             splits = f"{len(part.fold_names)} speaker-independent folds"
         dropped = f", {sum(part.dropped.values())} dropped (not of these classes)" if part.dropped else ""
-        described.append(f"{part.spec.title} ({part.size} utterances{dropped}; {splits})")
+        described.append(f"{part.spec.title} ({part.size} utterances{dropped}; {splits}{_check_note(part.check)})")
     if protocol == "leave-one-corpus-out":
         how = "Leave-one-corpus-out: each corpus is tested whole by a model trained on all the others"
     elif len(parts) == 1:

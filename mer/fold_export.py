@@ -60,7 +60,7 @@ def _export(corpus: Corpus, directory: Path, name: str) -> dict[str, Path]:
     label_map = {row["emo"]: row["label"] for rows in records.values() for row in rows}
     (directory / "label_map.json").write_text(json.dumps(dict(sorted(label_map.items())), indent=2) + "\n")
     trained_always = [row for part in named if part.startswith("official-") for row in records[part]]
-    for number, test_fold in enumerate(corpus.fold_names, start=1):
+    for test_fold, number in fold_numbers(corpus.fold_names).items():
         fold_dir = directory / f"fold_{number}"
         train = [
             row for fold in corpus.fold_names if fold != test_fold and fold in corpus.folds for row in records[fold]
@@ -68,6 +68,17 @@ def _export(corpus: Corpus, directory: Path, name: str) -> dict[str, Path]:
         written[f"{test_fold}/train"] = _write(fold_dir / f"{name}_train_fold_{number}.jsonl", train + trained_always)
         written[f"{test_fold}/test"] = _write(fold_dir / f"{name}_test_fold_{number}.jsonl", records[test_fold])
     return written
+
+
+def fold_numbers(fold_names: list[str]) -> dict[str, int]:
+    """Each fold's number in the exported names (`fold_<n>`): the number in its own name (`fold4` -> 4, `session2`
+    -> 2), so that a copy lacking some folds keeps the release's numbering; their position (1, 2, ...) when the
+    names carry no distinct numbers."""
+    numbers = [re.search(r"(\d+)$", name) for name in fold_names]
+    own = [int(match.group(1)) for match in numbers if match]
+    if len(own) == len(fold_names) and len(set(own)) == len(own):
+        return dict(zip(fold_names, own, strict=True))
+    return {name: number for number, name in enumerate(fold_names, start=1)}
 
 
 def _records(corpus: Corpus, fold: str, dataset: datasets.Dataset, name: str, directory: Path) -> list[dict]:

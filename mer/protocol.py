@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,9 @@ class FoldSplit:
     validation: datasets.Dataset
     test: datasets.Dataset | None
     validation_speakers: list[str] | None = None
+    # Corpora (by name) whose training folds hold too few speakers to hold one out (TESS has two): validated on a
+    # share of each training speaker's utterances instead, so their validation is not speaker-independent.
+    validated_by_utterance: list[str] = field(default_factory=list)
 
 
 def load_corpus(args: Arguments) -> Corpus:
@@ -273,7 +277,7 @@ def split_fold(corpus: Corpus, test_fold: str | None, strategy: str, fraction: f
     names = [name for name in corpus.fold_names if name != test_fold and name in corpus.folds]
     pool = datasets.concatenate_datasets([corpus.folds[name] for name in names]) if names else None
     name = test_fold or FINAL_FIT
-    held_speakers, held = None, []
+    held_speakers, held, by_utterance = None, [], []
     if pool is not None and strategy == "speaker":
         speakers = list(map(str, pool[corpus.speaker_column]))
         groups = pool[corpus.corpus_column] if corpus.corpus_column else [None] * len(speakers)
@@ -283,11 +287,14 @@ def split_fold(corpus: Corpus, test_fold: str | None, strategy: str, fraction: f
             try:
                 held_speakers |= _held_out_speakers([speakers[row] for row in rows], fraction, seed, name, group)
             except ValueError as error:
-                if len(set(groups)) == 1:
+                if len(set(groups)) > 1:  # pooled: a corpus with too few training speakers only trains here
+                    logger.warning("%s All of its training speakers train; the other corpora validate.", error)
+                elif group is not None:  # a public corpus of few speakers alone: its utterances validate
+                    by_utterance.append(group)
+                    held += [rows[i] for i in _held_out_share([speakers[row] for row in rows], fraction, seed)]
+                else:
                     raise
-                # pooled: a corpus with too few training speakers (TESS has two) only trains in this fold
-                logger.warning("%s All of its training speakers train; the other corpora validate.", error)
-        held = [row for row, speaker in enumerate(speakers) if speaker in held_speakers]
+        held += [row for row, speaker in enumerate(speakers) if speaker in held_speakers]
     elif pool is not None:
         groups = pool[corpus.speaker_column] if corpus.speaker_column else pool[corpus.columns[2]]
         held = _held_out_share(groups, fraction, seed)
@@ -303,6 +310,7 @@ def split_fold(corpus: Corpus, test_fold: str | None, strategy: str, fraction: f
         validation=datasets.concatenate_datasets(validation) if len(validation) > 1 else validation[0],
         test=corpus.test_set(test_fold) if test_fold else None,
         validation_speakers=sorted(held_speakers) if held_speakers is not None else None,
+        validated_by_utterance=by_utterance,
     )
 
 
@@ -331,6 +339,13 @@ def describe_protocol(args: Arguments, corpus: Corpus, plan: list[FoldSplit]) ->
     else:
         grouping = "speaker" if corpus.speaker_column else "class"
         validation = f"validation on {args.validation_fraction:.0%} of each training {grouping}'s utterances"
+    few = sorted({group for split in plan for group in split.validated_by_utterance})
+    if few:
+        titles = ", ".join(corpus.parts[group].spec.title if group in corpus.parts else group for group in few)
+        validation += (
+            f" ({titles}: too few training speakers to hold one out, so {args.validation_fraction:.0%} of each "
+            "training speaker's utterances validate; that validation is not speaker-independent)"
+        )
     asr = f"speech recognition's ({args.asr_model})"
     transcripts = {
         "gold": "gold transcripts in training and testing",
@@ -384,6 +399,8 @@ def _check_speakers(corpus: Corpus, split: FoldSplit, strategy: str) -> None:
     test = corpus.speakers_of(split.test)
     pairs = [("the test fold", test, "the training folds", train | validation)]
     if strategy == "speaker":
+        exempt = tuple(f"{group}/" for group in split.validated_by_utterance)  # speakers are per corpus (`tess/OAF`)
+        validation = {speaker for speaker in validation if not speaker.startswith(exempt)} if exempt else validation
         pairs.append(("validation", validation, "training", train))
     for first_name, first, second_name, second in pairs:
         shared = sorted(first & second)
@@ -393,6 +410,9 @@ def _check_speakers(corpus: Corpus, split: FoldSplit, strategy: str) -> None:
                 f"({len(shared)} in all). A speaker-independent evaluation needs folds that split by speaker: "
                 "choose them with --fold_column."
             )
+
+
+_SHARD = re.compile(r"-\d{5}-of-\d{5}$")  # the Hub's shard names (train-00000-of-00002)
 
 
 def _load_dataset(source: str) -> datasets.DatasetDict:
@@ -412,6 +432,11 @@ def _load_dataset(source: str) -> datasets.DatasetDict:
             raise ValueError(
                 f"--dataset {source}: the folder holds no Parquet files and is not a save_to_disk folder."
             )
+        files = sorted(path.glob("*.parquet"))
+        if len(files) > 1 and not any(_SHARD.search(file.stem) for file in files):
+            # One file per split, as the builders' Parquet export writes them (fold1.parquet, ...): the file names
+            # are the splits. (`datasets` itself knows only train / validation / test and would merge the rest.)
+            return datasets.load_dataset("parquet", data_files={file.stem: str(file) for file in files})
         return datasets.load_dataset(str(path))
     if source.startswith(("/", ".", "~")) or path.suffix == ".parquet" or source.count("/") > 1:
         raise ValueError(f"--dataset {source}: no such file or folder.")

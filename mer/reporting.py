@@ -127,6 +127,9 @@ def summarise(
         summary["corpora"] = _per_corpus(scored, conditions, metric, label_names)
     if asr is not None:
         summary["asr"] = asr
+    checks = {name: part.check.to_dict() for name, part in corpus.parts.items() if part.check is not None}
+    if checks:  # each public corpus's copy against its release
+        summary["release_checks"] = checks
     summary["configuration"] = vars(args).copy()
     summary["environment"] = {
         "torch": torch.__version__,

@@ -4,6 +4,7 @@ on two small corpora in their release layouts (RAVDESS at 48 kHz, EmoDB at 22.05
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -35,7 +36,8 @@ def releases(tmp_path_factory) -> dict[str, Path]:
 
 
 def corpus_arguments(releases, **kwargs) -> Arguments:
-    return Arguments(corpus=[f"{name}={path}" for name, path in releases.items()], **kwargs)
+    """The small trees lack most of the releases' files: accepted on purpose."""
+    return Arguments(corpus=[f"{name}={path}" for name, path in releases.items()], allow_incomplete=True, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +132,52 @@ def test_bad_corpus_arguments_are_refused_naming_them(releases, tmp_path):
     with pytest.raises(ValueError, match="exactly one of --data_dir"):
         Arguments(corpus=[ravdess], data_dir="x").check()
     write_clip(tmp_path / "other" / "hello.wav")
-    with pytest.raises(ValueError, match=r"is not a RAVDESS release: expected .*\(found: \['hello.wav'\]"):
+    with pytest.raises(ValueError, match=r"does not hold RAVDESS: expected .*; it holds \['hello.wav'\]\.$"):
         load_corpus(Arguments(corpus=[f"ravdess={tmp_path / 'other'}"]))
+
+
+def test_a_folder_of_another_corpus_is_refused_before_any_corpus_is_built(releases, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    swapped = [f"ravdess={releases['ravdess']}", f"emodb={releases['ravdess']}"]
+    with pytest.raises(ValueError, match=r"does not hold EmoDB: expected .*wav/ folder.* It looks like RAVDESS\.$"):
+        load_corpus(Arguments(corpus=swapped, allow_incomplete=True))
+    assert not (tmp_path / "cache").exists()  # RAVDESS, named first, was not built
+
+
+def test_an_incomplete_copy_stops_the_run_with_its_counts_unless_allowed(releases, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    args = Arguments(corpus=[f"emodb={releases['emodb']}"])
+    for _ in ("built", "cached"):  # the stored check answers the second time
+        with pytest.raises(ValueError, match=r"is not the whole release: 50 of the 535 documented files are here "
+                                             r"\(485 missing, e\.g\. .*--allow_incomplete"):  # fmt: skip
+            load_corpus(args)
+    corpus = load_corpus(replace(args, allow_incomplete=True))
+    assert corpus.parts["emodb"].check.found == 50
+    line = describe_protocol(args, corpus, plan_folds(corpus, args))
+    assert "this copy against the release's 535 files: 485 missing" in line
+
+
+def test_classes_no_corpus_has_get_no_output_unit_and_unseen_test_classes_are_refused(releases, tmp_path):
+    everything = load_corpus(corpus_arguments(releases, classes="all"))
+    assert "frustrated" not in everything.label_names and "contemptuous" not in everything.label_names
+    assert {"calm", "bored"} <= set(everything.label_names)
+    with pytest.raises(ValueError, match=r"no corpus of this run \(RAVDESS \+ EmoDB\) has frustrated"):
+        load_corpus(corpus_arguments(releases, classes="neutral,sad,frustrated"))
+    with pytest.raises(ValueError, match=r"RAVDESS is tested with calm \(24 utterances\) that no other corpus trains; "
+                                         r"EmoDB is tested with bored \(10 utterances\) that no other corpus trains\. "
+                                         r".*--classes neutral,happy,angry,sad\.$"):  # fmt: skip
+        load_corpus(corpus_arguments(releases, classes="all", protocol="leave-one-corpus-out"))
+    # Only the rounds the run tests count: testing RAVDESS alone, EmoDB's boredom is a class trained, never tested.
+    with pytest.raises(ValueError, match=r"leave-one-corpus-out: RAVDESS is tested with calm \(24 utterances\)[^;]*$"):
+        load_corpus(corpus_arguments(releases, classes="all", protocol="leave-one-corpus-out", folds=["ravdess"]))
+
+
+def test_train_py_refuses_bad_input_in_one_line(releases, tmp_path, environment):
+    command = [sys.executable, str(REPO / "train.py"), "--corpus", f"emodb={releases['ravdess']}",
+               "--output_dir", str(tmp_path / "run"), "--export_folds", str(tmp_path / "folds")]  # fmt: skip
+    result = subprocess.run(command, env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "train.py: error: " in result.stderr and "does not hold EmoDB" in result.stderr
 
 
 def test_speaker_names_two_corpora_share_stay_apart(releases, tmp_path):
@@ -153,7 +199,7 @@ def test_train_py_pools_corpora_at_different_rates_and_reports_each(releases, tm
             "--protocol", protocol, "--folds", fold,
             "--audio_model", tiny_encoders[0], "--text_model", tiny_encoders[1], "--output_dir", str(out),
             "--num_epochs", "1", "--batch_size", "8", "--num_workers", "0", "--ablations", "false",
-            "--config_overrides", "fusion_hidden_size=16,fusion_num_heads=2",
+            "--config_overrides", "fusion_hidden_size=16,fusion_num_heads=2", "--allow_incomplete",
         ]  # fmt: skip
         result = subprocess.run(command, env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-4000:]
@@ -168,6 +214,11 @@ def test_train_py_pools_corpora_at_different_rates_and_reports_each(releases, tm
             assert set(tested) == {"emodb"} and tested["emodb"]["test_size"] == 40
             assert "Leave-one-corpus-out" in summary["protocol"]
         assert "| test corpus | tested in |" in summary["table"] and "| test corpus |" in result.stderr
+        checks = summary["release_checks"]
+        assert (checks["ravdess"]["found"], checks["emodb"]["documented"]) == (120, 535) and not checks["ravdess"][
+            "complete"
+        ]
+        assert "this copy against the release's 1440 files: 1320 missing" in summary["protocol"]
         card = (out / "README.md").read_text()
         assert "dataset:\n      type: emodb" in card or "type: emodb" in card
         assert (out / "folds" / "emodb" / "emodb.jsonl").exists()
@@ -177,7 +228,7 @@ def test_an_unreadable_file_stops_the_run_by_name_unless_skipped(releases, tmp_p
     broken = write_ravdess(tmp_path / "RAVDESS", emotions=("01", "05"))
     bad = broken / "Actor_03" / "03-01-05-01-01-01-03.wav"
     bad.write_bytes(b"RIFF\x00\x00")
-    args = Arguments(corpus=[f"ravdess={broken}"], validation_strategy="utterance")
+    args = Arguments(corpus=[f"ravdess={broken}"], validation_strategy="utterance", allow_incomplete=True)
     with pytest.raises(
         ValueError, match=r"(?s)1 problem\(s\) in RAVDESS corpus .*03-01-05-01-01-01-03.wav: unreadable"
     ):
@@ -193,3 +244,21 @@ def test_iemocap_by_name_keeps_its_sessions_and_the_four_class_protocol(syntheti
         assert len(corpus.test_set(session)) == len(synthetic_iemocap[session])
     assert "exc" in set(corpus.folds["session1"]["raw_label"]) or "hap" in set(corpus.folds["session1"]["raw_label"])
     assert set(corpus.parts["iemocap"].dropped) <= {"fru", "sur", "fea", "oth", "dis", "xxx"}
+
+
+def test_exported_folds_keep_the_release_numbers_when_a_copy_lacks_some(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    root = write_ravdess(tmp_path / "RAVDESS", emotions=("01", "05"))
+    for fold in (1, 2, 3):
+        for actor in RAVDESS_FOLDS[fold]:
+            shutil.rmtree(root / f"Actor_{actor}")
+    corpus = load_corpus(Arguments(corpus=[f"ravdess={root}"], allow_incomplete=True))
+    assert corpus.fold_names == ["fold4", "fold5", "fold6"]
+    export_folds(corpus, tmp_path / "folds", "unused")
+    assert sorted(path.name for path in (tmp_path / "folds" / "ravdess").glob("fold_*")) == [
+        "fold_4",
+        "fold_5",
+        "fold_6",
+    ]
+    test = (tmp_path / "folds" / "ravdess" / "fold_4" / "ravdess_test_fold_4.jsonl").read_text().splitlines()
+    assert {json.loads(line)["fold"] for line in test} == {"fold4"}

@@ -186,7 +186,8 @@ def test_missing_audio_is_a_problem_by_line_and_an_unlisted_file_is_extra(releas
     assert check.missing == ["MSP-PODCAST_0002_0001"] and check.extra == ["MSP-PODCAST_0500_0001"]
     assert "1 audio file(s) not named like MSP-Podcast files, not read: Audios/notes.wav" in str(check)
 
-    release_main(load_msp_podcast, scan_msp_podcast, "doc", ["--data_dir", str(release), "--check"])
+    with pytest.raises(SystemExit, match="differs from the release"):  # a copy that is not the release fails
+        release_main(load_msp_podcast, scan_msp_podcast, "doc", ["--data_dir", str(release), "--check"])
     printed = capsys.readouterr().out
     assert "1 missing: MSP-PODCAST_0002_0001" in printed and "1 extra (not part of the release): " in printed
     assert f"{release / 'Labels' / 'labels_consensus.csv'}:4: no audio file for MSP-PODCAST_0002_0001" in printed

@@ -18,7 +18,7 @@ from dataset_scripts.emodb import FOLDS as EMODB_FOLDS
 from dataset_scripts.emodb import load_emodb, scan_emodb
 from dataset_scripts.ravdess import FOLDS as RAVDESS_FOLDS
 from dataset_scripts.ravdess import load_ravdess, scan_ravdess
-from dataset_scripts.release import release_main
+from dataset_scripts.release import problem_kind, release_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,14 +117,51 @@ def test_parquet_export_round_trips(tmp_path):
     assert sum(map(len, loaded.values())) == 20
     assert loaded["fold1"].features["label"].names[-1] == "neutral"
     assert loaded["fold1"][0]["audio"].get_all_samples().sample_rate == 22_050
+    # train.py --dataset reads the export's folds from its file names, with no --fold_column.
+    from mer.arguments import Arguments
+    from mer.protocol import load_corpus
+
+    corpus = load_corpus(Arguments(dataset=str(tmp_path / "pq")))
+    assert corpus.fold_names == [f"fold{n}" for n in EMODB_FOLDS]
+    assert sum(len(corpus.test_set(name)) for name in corpus.fold_names) == 20
 
 
-def test_check_command_prints_the_comparison(tmp_path):
+def test_check_command_fails_for_a_copy_that_is_not_the_release_with_a_line_per_kind(tmp_path):
     root = write_emodb(tmp_path / "emodb", emotions="N")
+    (root / "wav" / "03a04Nc.wav").write_bytes(b"")  # a release name, empty
+    (root / "wav" / "08a02Na.wav").write_bytes(b"RIFF and then nothing")
     command = [sys.executable, "-m", "dataset_scripts.emodb", "--data_dir", str(root), "--check"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    assert "EmoDB: 10 utterances found, 535 documented; 525 missing: 03a01Fa" in result.stdout
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("EmoDB: 12 utterances found, 535 documented; 523 missing: ")
+    assert "  523 missing: 03a01Fa" in result.stdout
+    assert "  1 empty: " in result.stdout and "03a04Nc.wav: empty file (0 bytes)" in result.stdout
+    assert "  1 unreadable: " in result.stdout and "08a02Na.wav: unreadable audio (21 bytes): " in result.stdout
+    assert ".cpp" not in result.stdout  # ffmpeg's reason, not torchcodec's source
+    assert "differs from the release" in result.stderr and "Traceback" not in result.stderr
+    whole = write_emodb(tmp_path / "whole", emotions="WLEAFTN", per_cell=100)
+    result = subprocess.run([*command[:4], str(whole), "--check"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0 and "The copy matches the release." in result.stdout, result.stdout
+    missing = subprocess.run([*command[:4], str(tmp_path / "absent"), "--check"], capture_output=True, text=True)
+    assert (
+        missing.returncode == 1
+        and missing.stderr.startswith("error: EmoDB data_dir")
+        and "Traceback" not in missing.stderr
+    )
+
+
+def test_the_check_is_stored_with_the_dataset_and_shown_on_every_load(tmp_path, caplog):
+    root = write_ravdess(tmp_path / "RAVDESS", emotions=("04",))
+    (root / "Actor_02" / "03-01-04-01-01-01-02.wav").write_bytes(b"not audio")
+    for attempt in ("built", "cached"):
+        caplog.clear()
+        dataset = load_ravdess(root, skip_invalid=True, cache_dir=tmp_path / "cache")
+        check = dataset.release_check
+        assert (check.found, check.documented, len(check.missing)) == (24, 1440, 1416), attempt
+        assert [problem_kind(problem) for problem in check.problems] == ["unreadable"], attempt
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "1440" in r.getMessage()]
+        assert "RAVDESS speech: 24 utterances found, 1440 documented; 1416 missing" in warning, attempt
+        assert "1 unreadable: " in warning, attempt
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "ravdess").is_dir(), reason="../shared/data/ravdess is not here")

@@ -40,7 +40,7 @@ def test_real_model_trains_on_the_corpora_it_finds_and_publishes_a_model_with_it
     command = [
         sys.executable, str(REPO / "scripts" / "real_model.py"), "--corpora", str(data), "--out", str(out),
         "--audio-model", str(audio), "--text-model", str(text),
-        "--", "--num_epochs", "1", "--batch_size", "4", "--num_workers", "0",
+        "--", "--num_epochs", "1", "--batch_size", "4", "--num_workers", "0", "--allow_incomplete",
     ]  # fmt: skip
     result = subprocess.run(command, env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

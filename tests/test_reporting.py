@@ -10,13 +10,14 @@ from types import SimpleNamespace
 import evaluate
 import numpy as np
 import pytest
+import torch
 
 from mer.arguments import Arguments
 from mer.reporting import PUBLISHED_RESULTS, evaluation_conditions, summarise, write_model_card
 
 METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_recognition"
 LABELS = ["neutral", "happy"]
-ACCELERATOR = SimpleNamespace(num_processes=1, mixed_precision="no", device="cpu")
+ACCELERATOR = SimpleNamespace(num_processes=1, mixed_precision="no", device=torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,9 @@ def run_summary(metric, transcripts="gold", seeds=(1, 2), standard=False, asr=No
         2: {"session1": [[4, 0], [0, 4]], "session2": [[2, 0], [2, 0]]},
     }
     results = {seed: {fold: record(metric, c, conditions) for fold, c in confusions[seed].items()} for seed in seeds}
-    corpus = SimpleNamespace(name="corpus X", label_names=LABELS, emobox_name="iemocap" if standard else None)
+    corpus = SimpleNamespace(
+        name="corpus X", label_names=LABELS, emobox_name="iemocap" if standard else None, parts={}
+    )
     args = Arguments(data_dir="unused", seeds=list(seeds), transcripts=transcripts, ablations=False)
     return summarise(results, args, corpus, "the protocol", ACCELERATOR, metric, asr), args
 

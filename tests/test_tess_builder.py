@@ -201,7 +201,8 @@ def test_a_directory_that_is_not_tess_names_what_was_expected_and_found(tmp_path
 def test_check_command_prints_the_check(tmp_path, capsys):
     root = _flat_tree(tmp_path / "tess")
     (root / "OAF_bite_ps.wav").unlink()
-    assert release_main(load_tess, scan_tess, tess_module.__doc__, ["--data_dir", str(root), "--check"]) is None
+    with pytest.raises(SystemExit, match="differs from the release"):
+        release_main(load_tess, scan_tess, tess_module.__doc__, ["--data_dir", str(root), "--check"])
     out = capsys.readouterr().out
     assert out.startswith("TESS: 41 utterances found, 2800 documented; 1 missing: OAF_bite_ps")
 
@@ -226,3 +227,17 @@ def test_parquet_export_reads_back_without_the_corpus(tmp_path):
     assert (row["text"], row["age"], row["fold"]) == ("Say the word bite", 64, 1)
     samples = row["audio"].get_all_samples()
     assert samples.sample_rate == 16000 and samples.data.shape[1] == 4800
+
+
+def test_tess_alone_trains_with_the_readme_defaults_validating_on_each_speakers_utterances(tmp_path, three_words):
+    from mer.arguments import Arguments
+    from mer.protocol import describe_protocol, load_corpus, plan_folds
+
+    args = Arguments(corpus=[f"tess={_flat_tree(tmp_path / 'tess')}"])
+    corpus = load_corpus(args)
+    plan = plan_folds(corpus, args)  # speaker validation, the default: TESS's one training speaker cannot be held out
+    assert [split.validated_by_utterance for split in plan] == [["tess"], ["tess"]]
+    for split in plan:
+        assert set(split.train["speaker"]) == set(split.validation["speaker"]) != set(split.test["speaker"])
+    line = describe_protocol(args, corpus, plan)
+    assert "(TESS: too few training speakers to hold one out, so 10% of each training speaker's utterances" in line

@@ -374,6 +374,7 @@ RELEASE = Release(
     citation="Cao, H., Cooper, D. G., Keutmann, M. K., Gur, R. C., Nenkova, A. & Verma, R. CREMA-D: Crowd-sourced "
     "Emotional Multimodal Actors Dataset. IEEE Transactions on Affective Computing 5(4): 377-390, 2014.",
     expected=EXPECTED,
+    file_names=_NAME,
 )
 
 

@@ -178,6 +178,7 @@ RELEASE = Release(
     license="free for research use (see the release)",
     citation="Burkhardt, F. et al. A database of German emotional speech. Interspeech 2005, 1517-1520.",
     expected=EXPECTED,
+    file_names=_NAME,
 )
 
 

@@ -392,6 +392,8 @@ RELEASE = Release(
     citation="Poria, S., Hazarika, D., Majumder, N., Naik, G., Cambria, E. & Mihalcea, R. MELD: A Multimodal "
     "Multi-Party Dataset for Emotion Recognition in Conversations. ACL 2019, 527-536.",
     expected=EXPECTED,
+    file_names=re.compile("|".join(re.escape(Path(name).stem) for name in CSV_FILES.values()), re.IGNORECASE),
+    suffixes=(".csv",),
 )
 
 

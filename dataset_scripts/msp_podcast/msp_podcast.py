@@ -470,6 +470,7 @@ RELEASE = Release(
     "emotional speech from existing podcast recordings. IEEE Transactions on Affective Computing 10(4): 471-483, "
     "2019.",
     expected=EXPECTED,
+    file_names=_NAME,
 )
 
 

@@ -143,6 +143,7 @@ RELEASE = Release(
     citation="Livingstone, S. R. & Russo, F. A. The Ryerson Audio-Visual Database of Emotional Speech and Song "
     "(RAVDESS). PLoS ONE 13(5): e0196391, 2018.",
     expected=EXPECTED,
+    file_names=_NAME,
 )
 
 

@@ -245,6 +245,7 @@ RELEASE = Release(
     citation="Pichora-Fuller, M. K. & Dupuis, K. Toronto emotional speech set (TESS). Borealis (Scholars Portal "
     "Dataverse), 2020. https://doi.org/10.5683/SP2/E8H2MF",
     expected=EXPECTED,
+    file_names=_NAME,
 )
 
 
