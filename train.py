@@ -44,7 +44,8 @@ from mer.baseline import FrozenFeatures, probe_fold
 from mer.corpora import CORPORA
 from mer.data import LengthGroupedSampler, MERCollator, UtteranceDataset, evaluation_batches
 from mer.fold_export import export_folds
-from mer.protocol import Corpus, FoldSplit, describe_protocol, load_corpus, plan_folds
+from mer.folds import Corpus, FoldSplit
+from mer.protocol import describe_protocol, load_corpus, plan_folds
 from mer.reporting import (
     evaluation_conditions,
     push_model_to_hub,

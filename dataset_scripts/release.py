@@ -2,15 +2,17 @@
 checking them, comparing what it found with the release's documented contents, a `datasets` builder around a
 corpus scan, and the Parquet export with its command line.
 
-A corpus module supplies a `Release`: its name, a `scan(root)` that returns `Scan` (the examples of each split,
-the problems, the check against the documented counts) and the features of its examples. `ReleaseBuilder` turns
-that into a cached `datasets` builder; `load_release` builds and returns the `DatasetDict`; `release_main` is the
-``python -m dataset_scripts.<corpus>`` command.
+A corpus is a declaration: its module supplies a `Release` (its name, a `scan(root)` that returns `Scan`: the
+examples of each split, the problems, the check against the documented counts; the features of its examples; how
+its files are named). Everything else is written once, here: `Release.recognise` (is this folder the corpus?),
+`Release.builder_class` (a cached `datasets` builder), `Release.load` (the `DatasetDict`, its check stored and
+shown on every load), and `corpus_command`, the ``python -m dataset_scripts <corpus>`` command.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -32,8 +34,9 @@ __all__ = [
     "audio_problem",
     "export_parquet",
     "find_files",
+    "corpus_command",
     "load_release",
-    "release_main",
+    "print_check",
     "require_directory",
     "utterance_features",
 ]
@@ -148,8 +151,10 @@ class Scan:
 
 @dataclass(frozen=True)
 class Release:
-    """A corpus as its publisher distributes it."""
+    """A corpus as its publisher distributes it: the declaration each builder module makes (`RELEASE`); the
+    `datasets` builder (`builder_class`), the loader (`load`), the check and the command are written once, here."""
 
+    key: str  # e.g. "ravdess": the corpus's name in commands, and its builder's (and cache's) name
     name: str  # e.g. "RAVDESS"
     scan: Callable[[Path], Scan]
     features: datasets.Features
@@ -176,6 +181,27 @@ class Release:
             held = [str(path.relative_to(root)) for path in files[:5]] or sorted(p.name for p in root.iterdir())[:5]
             raise ValueError(f"{root} does not hold {self.name}: expected {self.expected}; it holds {held}")
         return named
+
+    @functools.cached_property
+    def builder_class(self) -> type[ReleaseBuilder]:
+        """The `datasets` builder of this release (named after `key`: `ravdess` -> `Ravdess`)."""
+        name = "".join(part.title() for part in self.key.split("_"))
+        doc = f"{self.name} from a local copy of the release ({self.description})"
+        return type(name, (ReleaseBuilder,), {"RELEASE": self, "__doc__": doc, "__module__": self.scan.__module__})
+
+    def load(
+        self, data_dir: str | Path, skip_invalid: bool = False, cache_dir: str | Path | None = None
+    ) -> datasets.DatasetDict:
+        """Builds (or reuses from `cache_dir`, keyed by the copy's file listing) the corpus and returns its splits
+        (the corpus module says which), `label` the corpus's own names (`dataset_scripts.labels` maps them to the
+        shared classes), audio decoded at the file's own rate; the check against the release is their
+        `release_check` (see `load_release`).
+
+        Raises:
+            FileNotFoundError: `data_dir` is missing.
+            ValueError: not this corpus, or problems (unreadable audio, ...: listed) while `skip_invalid` is false.
+        """
+        return load_release(self.builder_class, data_dir, skip_invalid, cache_dir)
 
 
 def utterance_features(label_names: Iterable[str], **columns: str) -> datasets.Features:
@@ -411,37 +437,58 @@ def export_parquet(dataset: datasets.DatasetDict, out_dir: str | Path, batch_siz
     return written
 
 
-def release_main(
-    loader: Callable[..., datasets.DatasetDict], scan: Callable[[Path], Scan], doc: str, argv: list[str] | None = None
-) -> dict[str, Path] | None:
-    """``python -m dataset_scripts.<corpus> --data_dir D --out O``: the corpus as Parquet, one file per split;
-    ``--check`` only compares the release with its documented contents and prints what is missing or extra."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+def corpus_command(argv: list[str] | None = None) -> dict[str, Path] | None:
+    """``python -m dataset_scripts <corpus> ...`` (see `dataset_scripts.__main__`): a copy checked against its release,
+    or the corpus written out as Parquet. Returns the files written (None for ``--check``).
+
+    Raises:
+        SystemExit: a usage error (2), a copy that is not the release (1, with ``--check``), or a refusal of the
+            builder (1: a wrong folder, unreadable files), each as one message.
+    """
+    from . import CORPORA, release_of
+
+    parser = argparse.ArgumentParser(prog="python -m dataset_scripts", description=corpus_command.__doc__)
+    parser.add_argument("corpus", choices=CORPORA, help="which corpus the folder holds")
     parser.add_argument("--data_dir", required=True, type=Path, help="the corpus as downloaded")
     parser.add_argument("--out", type=Path, help="directory for <split>.parquet")
     parser.add_argument("--check", action="store_true", help="compare with the documented release, write nothing")
     parser.add_argument("--skip_invalid", action="store_true", help="skip (and log) utterances with problems")
     parser.add_argument("--cache_dir", type=Path, default=None, help="datasets cache (default: HF_DATASETS_CACHE)")
+    parser.add_argument("--config", default="4class", help="iemocap: the label set (4class, 6class or all)")
+    parser.add_argument("--improvised_only", action="store_true", help="iemocap: improvised dialogs only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.check == (args.out is not None):
+        parser.error("give --out (write Parquet) or --check (compare with the release), one of them")
     try:
-        return _run_release_command(parser, args, loader, scan)
+        if args.corpus == "iemocap":  # its own builder: label sets, and a layout check of its own on every build
+            if args.check:
+                parser.error("iemocap has no --check: its builder checks the layout and every file when it builds")
+            from .iemocap import load_iemocap
+
+            loaded = load_iemocap(args.data_dir, args.config, args.improvised_only, args.skip_invalid, args.cache_dir)
+            return export_parquet(loaded, args.out)
+        release = release_of(args.corpus)
+        if args.check:
+            return print_check(release, args.data_dir)
+        return export_parquet(release.load(args.data_dir, args.skip_invalid, args.cache_dir), args.out)
     except (ValueError, FileNotFoundError) as error:  # a wrong directory, unreadable files: one message, no trace
         raise SystemExit(f"error: {error}") from None
 
 
-def _run_release_command(parser, args, loader, scan) -> dict[str, Path] | None:
-    if args.check:
-        check = checked(scan(args.data_dir))
-        print(check)  # the whole comparison in one line, then one line per kind of difference, then each problem
-        for line in check.summary_lines():
-            print(f"  {line}")
-        for problem in check.problems:
-            print(f"    {problem}")
-        if not check.clean:
-            raise SystemExit(f"{check.corpus} at {args.data_dir} differs from the release.")
-        print("The copy matches the release.")
-        return None
-    if args.out is None:
-        parser.error("--out is required (or --check)")
-    return export_parquet(loader(args.data_dir, skip_invalid=args.skip_invalid, cache_dir=args.cache_dir), args.out)
+def print_check(release: Release, data_dir: Path) -> None:
+    """Prints the copy against the release: the whole comparison in one line, then one line per kind of difference,
+    then each problem.
+
+    Raises:
+        SystemExit: (1) the copy is not the release.
+    """
+    check = checked(release.scan(data_dir))
+    print(check)
+    for line in check.summary_lines():
+        print(f"  {line}")
+    for problem in check.problems:
+        print(f"    {problem}")
+    if not check.clean:
+        raise SystemExit(f"{check.corpus} at {data_dir} differs from the release.")
+    print("The copy matches the release.")

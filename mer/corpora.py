@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,8 @@ from pathlib import Path
 import datasets
 
 from dataset_scripts.labels import CORPUS_LABELS, parse_classes
+
+from .folds import Corpus, natural_key, select_folds
 
 __all__ = ["CORPORA", "PROTOCOLS", "CorpusSpec", "load_corpora", "parse_corpus_arguments"]
 
@@ -77,8 +77,8 @@ class CorpusSpec:
         return getattr(importlib.import_module(module), function)
 
     def _release(self):
-        """The builder's `dataset_scripts.release.Release`, or None (IEMOCAP's builder is its own)."""
-        return getattr(sys.modules[self._loader().__module__], "RELEASE", None)
+        """The corpus's `dataset_scripts.release.Release`, or None (IEMOCAP's builder is its own)."""
+        return getattr(importlib.import_module(self.loader.split(":")[0]), "RELEASE", None)
 
 
 def _named_like(release, data_dir: str) -> bool:
@@ -156,9 +156,7 @@ class CorpusPart:
         return sum(len(split) for split in self.splits.values())
 
     def as_corpus(self, classes: list[str]):
-        """This corpus alone on its standard protocol, as a `mer.protocol.Corpus` (e.g. for its fold export)."""
-        from .protocol import Corpus
-
+        """This corpus alone on its standard protocol, as a `mer.folds.Corpus` (e.g. for its fold export)."""
         spec = self.spec
 
         def joined(names):
@@ -176,11 +174,6 @@ class CorpusPart:
             fixed_validation=joined(spec.official_validation),
             corpus_column="corpus",
         )
-
-
-def natural_key(name: str) -> list:
-    """Sort key that puts ``fold2`` before ``fold10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def read_part(
@@ -250,9 +243,7 @@ def read_part(
 
 def load_corpora(args):
     """The corpora of ``--corpus`` read, mapped to ``--classes`` and arranged in rounds by ``--protocol``, as one
-    `mer.protocol.Corpus` whose `parts` are the corpora themselves (for per-corpus scores and fold export)."""
-    from .protocol import Corpus, select_folds
-
+    `mer.folds.Corpus` whose `parts` are the corpora themselves (for per-corpus scores and fold export)."""
     corpora = parse_corpus_arguments(args.corpus)
     for name, path in corpora.items():  # every folder recognised from its listing before any corpus is built
         CORPORA[name].recognise(path)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import datasets
 
-from .protocol import Corpus, utterance_ids
+from .folds import Corpus
+from .protocol import utterance_ids
 
 __all__ = ["export_folds"]
 

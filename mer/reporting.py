@@ -84,7 +84,7 @@ def save_confusion_matrix(confusion: list[list[int]], label_names: list[str], pa
 def summarise(
     results: dict[int, dict[str, dict]], args: Arguments, corpus, protocol: str, accelerator, metric, asr=None
 ) -> dict:
-    """The run's results on `corpus` (a `mer.protocol.Corpus`) from `results` (seed -> fold -> the fold's record):
+    """The run's results on `corpus` (a `mer.folds.Corpus`) from `results` (seed -> fold -> the fold's record):
 
     - `folds`: each fold's record (with several seeds: its scores averaged over seeds, and each seed's record);
     - `averaged`: per condition and score, the mean over folds with the sample std over folds (of the fold scores

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mer.baseline import PROBE_C_GRID, pooled_statistics, probe_fold, utterance_keys
-from mer.protocol import Corpus, FoldSplit
+from mer.folds import Corpus, FoldSplit
 from mer.reporting import against_probe_line
 
 REPO = Path(__file__).resolve().parents[1]

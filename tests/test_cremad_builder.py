@@ -25,9 +25,8 @@ from dataset_scripts.cremad import (
     load_cremad,
     scan_cremad,
 )
-from dataset_scripts.cremad.__main__ import __doc__ as MAIN_DOC
 from dataset_scripts.labels import CORPUS_LABELS
-from dataset_scripts.release import release_main
+from dataset_scripts.release import corpus_command
 
 RATE = 16000
 # The release's VideoDemographics.csv, as published (quoted header and strings).
@@ -274,7 +273,7 @@ def test_check_names_what_this_copy_lacks_what_the_release_lacks_and_extras(rele
     assert "in the grid but not in the release: 1002_TIE_NEU_XX" in notes
     (release / "notes.wav").write_bytes(b"RIFF")
     with pytest.raises(SystemExit, match="differs from the release"):  # a copy that is not the release fails
-        release_main(load_cremad, scan_cremad, MAIN_DOC, ["--data_dir", str(release), "--check"])
+        corpus_command(["cremad", "--data_dir", str(release), "--check"])
     printed = capsys.readouterr().out
     assert "CREMA-D: 8 utterances found, 7442 documented; 7437 missing: 1001_DFA_DIS_XX" not in printed
     assert "CREMA-D: 7 utterances found, 7442 documented; 7437 missing: 1001_DFA_DIS_XX" in printed
@@ -377,9 +376,8 @@ def test_without_demographics_gender_is_empty_and_a_broken_row_is_a_problem(tmp_
 
 def test_parquet_export_reads_back_without_the_corpus(release, tmp_path):
     out = tmp_path / "parquet"
-    release_main(
-        load_cremad, scan_cremad, MAIN_DOC,
-        ["--data_dir", str(release), "--out", str(out), "--cache_dir", str(tmp_path / "cache")],
+    corpus_command(
+        ["cremad", "--data_dir", str(release), "--out", str(out), "--cache_dir", str(tmp_path / "cache")],
     )  # fmt: skip
     expected = _rows(load_cremad(release, cache_dir=tmp_path / "cache"))
     shutil.rmtree(release)

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from dataset_scripts.iemocap import CONFIG_LABELS, load_iemocap
-from dataset_scripts.iemocap.__main__ import main as export_main
+from dataset_scripts.release import corpus_command
 
 FOUR_CLASS = CONFIG_LABELS["4class"][1]
 
@@ -102,7 +102,9 @@ def test_improvised_only_keeps_improvised_dialogs(synthetic_corpus, tmp_path):
 def test_parquet_export_reads_back_without_the_corpus(tiny_corpus, tmp_path):
     corpus = shutil.copytree(tiny_corpus.path, tmp_path / "IEMOCAP_full_release")
     out = tmp_path / "parquet"
-    export_main(["--data_dir", str(corpus), "--config", "4class", "--out", str(out), "--cache_dir", str(tmp_path)])
+    corpus_command(
+        ["iemocap", "--data_dir", str(corpus), "--config", "4class", "--out", str(out), "--cache_dir", str(tmp_path)]
+    )
     shutil.rmtree(corpus)
     shutil.rmtree(tmp_path / "iemocap")  # the Arrow cache, whose audio pointed into the corpus
     files = {p.stem: str(p) for p in sorted(out.glob("*.parquet"))}

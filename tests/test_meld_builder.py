@@ -25,8 +25,7 @@ from dataset_scripts.meld import (
     repair_text,
     scan_meld,
 )
-from dataset_scripts.meld import __main__ as meld_main
-from dataset_scripts.release import release_main
+from dataset_scripts.release import corpus_command
 
 PUBLISHED = Path("/work/shared/data/meld")  # the three CSVs as published, without the clips
 HEADER = [
@@ -408,14 +407,13 @@ def test_directories_that_are_not_meld(release, tmp_path):
 
 def test_parquet_export_reads_back_without_the_corpus(release, tmp_path, capsys):
     with pytest.raises(SystemExit, match="differs from the release"):  # a copy that is not the release fails
-        release_main(load_meld, scan_meld, meld_main.__doc__, ["--data_dir", str(release), "--check"])
+        corpus_command(["meld", "--data_dir", str(release), "--check"])
     printed = capsys.readouterr().out
     assert printed.startswith("MELD: 9 utterances found, 13708 documented; rows per CSV: train 5")
 
     out = tmp_path / "parquet"
-    written = release_main(
-        load_meld, scan_meld, meld_main.__doc__,
-        ["--data_dir", str(release), "--out", str(out), "--cache_dir", str(tmp_path / "cache")],
+    written = corpus_command(
+        ["meld", "--data_dir", str(release), "--out", str(out), "--cache_dir", str(tmp_path / "cache")],
     )  # fmt: skip
     assert sorted(written) == ["test", "train", "validation"]
     shutil.rmtree(release)

@@ -16,7 +16,7 @@ import soundfile as sf
 from dataset_scripts.labels import CORPUS_LABELS
 from dataset_scripts.msp_podcast import load_msp_podcast, scan_msp_podcast
 from dataset_scripts.msp_podcast.msp_podcast import RELEASE
-from dataset_scripts.release import release_main
+from dataset_scripts.release import corpus_command
 
 HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
 # FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set: values as the release prints them
@@ -187,7 +187,7 @@ def test_missing_audio_is_a_problem_by_line_and_an_unlisted_file_is_extra(releas
     assert "1 audio file(s) not named like MSP-Podcast files, not read: Audios/notes.wav" in str(check)
 
     with pytest.raises(SystemExit, match="differs from the release"):  # a copy that is not the release fails
-        release_main(load_msp_podcast, scan_msp_podcast, "doc", ["--data_dir", str(release), "--check"])
+        corpus_command(["msp_podcast", "--data_dir", str(release), "--check"])
     printed = capsys.readouterr().out
     assert "1 missing: MSP-PODCAST_0002_0001" in printed and "1 extra (not part of the release): " in printed
     assert f"{release / 'Labels' / 'labels_consensus.csv'}:4: no audio file for MSP-PODCAST_0002_0001" in printed
@@ -263,11 +263,8 @@ def test_missing_directory_names_the_path_and_what_was_expected(tmp_path):
 
 def test_parquet_export_reads_back_without_the_release(release, tmp_path):
     out = tmp_path / "parquet"
-    release_main(
-        load_msp_podcast,
-        scan_msp_podcast,
-        "doc",
-        ["--data_dir", str(release), "--out", str(out), "--cache_dir", str(tmp_path / "cache")],
+    corpus_command(
+        ["msp_podcast", "--data_dir", str(release), "--out", str(out), "--cache_dir", str(tmp_path / "cache")],
     )
     expected = _rows_by_id(load_msp_podcast(release, cache_dir=tmp_path / "cache"))
     shutil.rmtree(release)

@@ -9,7 +9,8 @@ import datasets
 import pytest
 
 from mer.arguments import Arguments
-from mer.protocol import describe_protocol, load_corpus, plan_folds, select_folds, split_fold
+from mer.folds import select_folds
+from mer.protocol import describe_protocol, load_corpus, plan_folds, split_fold
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from dataset_scripts.emodb import FOLDS as EMODB_FOLDS
 from dataset_scripts.emodb import load_emodb, scan_emodb
 from dataset_scripts.ravdess import FOLDS as RAVDESS_FOLDS
 from dataset_scripts.ravdess import load_ravdess, scan_ravdess
-from dataset_scripts.release import problem_kind, release_main
+from dataset_scripts.release import corpus_command, problem_kind
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,7 +110,7 @@ def test_emodb_check_and_bad_names(tmp_path):
 
 def test_parquet_export_round_trips(tmp_path):
     root = write_emodb(tmp_path / "emodb", emotions="NT")
-    written = release_main(load_emodb, scan_emodb, "doc", ["--data_dir", str(root), "--out", str(tmp_path / "pq"),
+    written = corpus_command(["emodb", "--data_dir", str(root), "--out", str(tmp_path / "pq"),
                                                           "--cache_dir", str(tmp_path / "cache")])  # fmt: skip
     shutil.rmtree(root)  # the Parquet files hold the audio themselves
     loaded = datasets.load_dataset("parquet", data_files={k: str(v) for k, v in written.items()})
@@ -130,7 +130,7 @@ def test_check_command_fails_for_a_copy_that_is_not_the_release_with_a_line_per_
     root = write_emodb(tmp_path / "emodb", emotions="N")
     (root / "wav" / "03a04Nc.wav").write_bytes(b"")  # a release name, empty
     (root / "wav" / "08a02Na.wav").write_bytes(b"RIFF and then nothing")
-    command = [sys.executable, "-m", "dataset_scripts.emodb", "--data_dir", str(root), "--check"]
+    command = [sys.executable, "-m", "dataset_scripts", "emodb", "--data_dir", str(root), "--check"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("EmoDB: 12 utterances found, 535 documented; 523 missing: ")
@@ -140,9 +140,9 @@ def test_check_command_fails_for_a_copy_that_is_not_the_release_with_a_line_per_
     assert ".cpp" not in result.stdout  # ffmpeg's reason, not torchcodec's source
     assert "differs from the release" in result.stderr and "Traceback" not in result.stderr
     whole = write_emodb(tmp_path / "whole", emotions="WLEAFTN", per_cell=100)
-    result = subprocess.run([*command[:4], str(whole), "--check"], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([*command[:5], str(whole), "--check"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0 and "The copy matches the release." in result.stdout, result.stdout
-    missing = subprocess.run([*command[:4], str(tmp_path / "absent"), "--check"], capture_output=True, text=True)
+    missing = subprocess.run([*command[:5], str(tmp_path / "absent"), "--check"], capture_output=True, text=True)
     assert (
         missing.returncode == 1
         and missing.stderr.startswith("error: EmoDB data_dir")

@@ -14,7 +14,7 @@ import soundfile as sf
 
 import dataset_scripts.tess.tess as tess_module
 from dataset_scripts.labels import CORPUS_LABELS
-from dataset_scripts.release import release_main
+from dataset_scripts.release import corpus_command
 from dataset_scripts.tess import EMOTIONS, load_tess, scan_tess
 
 WORDS = ("back", "bite", "youth")
@@ -202,7 +202,7 @@ def test_check_command_prints_the_check(tmp_path, capsys):
     root = _flat_tree(tmp_path / "tess")
     (root / "OAF_bite_ps.wav").unlink()
     with pytest.raises(SystemExit, match="differs from the release"):
-        release_main(load_tess, scan_tess, tess_module.__doc__, ["--data_dir", str(root), "--check"])
+        corpus_command(["tess", "--data_dir", str(root), "--check"])
     out = capsys.readouterr().out
     assert out.startswith("TESS: 41 utterances found, 2800 documented; 1 missing: OAF_bite_ps")
 
@@ -210,11 +210,8 @@ def test_check_command_prints_the_check(tmp_path, capsys):
 def test_parquet_export_reads_back_without_the_corpus(tmp_path):
     root = _kaggle_tree(tmp_path / "tess")
     out = tmp_path / "parquet"
-    release_main(
-        load_tess,
-        scan_tess,
-        tess_module.__doc__,
-        ["--data_dir", str(root), "--out", str(out), "--cache_dir", str(tmp_path / "cache")],
+    corpus_command(
+        ["tess", "--data_dir", str(root), "--out", str(out), "--cache_dir", str(tmp_path / "cache")],
     )
     shutil.rmtree(root)
     shutil.rmtree(tmp_path / "cache")  # the Arrow cache, whose audio pointed into the corpus

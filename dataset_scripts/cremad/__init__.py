@@ -1,20 +1,6 @@
 """CREMA-D as a `datasets` builder: `load_cremad(data_dir)` returns splits fold1 ... fold5."""
 
-from .cremad import (
-    ACTORS,
-    DOCUMENTED_FILES,
-    EMOTIONS,
-    LEVELS,
-    RELEASE_LACKS,
-    RELEASE_NAMES,
-    SENTENCES,
-    SPEAKER_FOLDS,
-    Cremad,
-    load_cremad,
-    scan_cremad,
-)
+from . import cremad as _builder
+from .cremad import *  # noqa: F403 - the package is its builder module
 
-__all__ = [
-    "ACTORS", "DOCUMENTED_FILES", "EMOTIONS", "LEVELS", "RELEASE_LACKS", "RELEASE_NAMES", "SENTENCES",
-    "SPEAKER_FOLDS", "Cremad", "load_cremad", "scan_cremad",
-]  # fmt: skip
+__all__ = _builder.__all__

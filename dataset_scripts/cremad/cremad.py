@@ -35,25 +35,23 @@ from collections import defaultdict
 from itertools import product
 from pathlib import Path
 
-import datasets
 import soundfile as sf
 
 from ..labels import CORPUS_LABELS
 from ..release import (
     Problem,
     Release,
-    ReleaseBuilder,
     ReleaseCheck,
     Scan,
     audio_problem,
     find_files,
-    load_release,
     match_files,
     require_directory,
     utterance_features,
 )
 
 __all__ = [
+    "RELEASE",
     "ACTORS", "DOCUMENTED_FILES", "EMOTIONS", "LEVELS", "RELEASE_LACKS", "RELEASE_NAMES", "SENTENCES",
     "SPEAKER_FOLDS", "Cremad", "load_cremad", "scan_cremad",
 ]  # fmt: skip
@@ -363,6 +361,7 @@ def scan_cremad(data_dir: str | Path) -> Scan:
 
 
 RELEASE = Release(
+    key="cremad",
     name="CREMA-D",
     scan=scan_cremad,
     features=utterance_features(
@@ -378,36 +377,6 @@ RELEASE = Release(
 )
 
 
-class Cremad(ReleaseBuilder):
-    """CREMA-D from a local copy of the release: splits ``fold1`` ... ``fold5`` (five gender-balanced actor
-    folds)."""
-
-    RELEASE = RELEASE
-
-
-def load_cremad(
-    data_dir: str | Path, skip_invalid: bool = False, cache_dir: str | Path | None = None
-) -> datasets.DatasetDict:
-    """Build (or reuse from `cache_dir`) CREMA-D and return its splits ``fold1`` ... ``fold5``.
-
-    Args:
-        data_dir: the release as cloned with git-lfs (the folder holding ``AudioWAV/`` and
-            ``VideoDemographics.csv``), or any folder holding its clips; ``AudioMP3/`` and ``VideoFlash/`` may be
-            there too.
-        skip_invalid: leave out and log clips with problems (unreadable audio, Git LFS pointers, unknown codes)
-            instead of raising.
-        cache_dir: where the Arrow files go (default: the `datasets` cache); keyed by the file listing.
-
-    Returns:
-        A `DatasetDict` with one split per actor fold (`SPEAKER_FOLDS`); `label` is CREMA-D's own code (NEU, HAP,
-        ANG, SAD, FEA, DIS; see `dataset_scripts.labels` for the shared classes), `text` the sentence spoken,
-        `gender` ``F``/``M`` and `age`, `race`, `ethnicity` from ``VideoDemographics.csv`` (empty, or None for age,
-        without it), `level` low / medium / high / unspecified; audio decoded at the file's own rate (16 kHz).
-        ``1076_MTI_SAD_XX`` (no audio) is left out.
-
-    Raises:
-        FileNotFoundError: `data_dir` is missing.
-        ValueError: not a CREMA-D release, only Git LFS pointers, or clips with problems (listed by path) while
-            `skip_invalid` is false.
-    """
-    return load_release(Cremad, data_dir, skip_invalid, cache_dir)
+# The `datasets` builder and its loader, as every release has them (`dataset_scripts.release.Release`).
+Cremad = RELEASE.builder_class
+load_cremad = RELEASE.load

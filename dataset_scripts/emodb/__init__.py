@@ -1,5 +1,6 @@
 """EmoDB as a `datasets` builder: `load_emodb(data_dir)` returns splits fold1 ... fold5."""
 
-from .emodb import EMOTIONS, FOLDS, SENTENCES, SPEAKERS, Emodb, load_emodb, scan_emodb
+from . import emodb as _builder
+from .emodb import *  # noqa: F403 - the package is its builder module
 
-__all__ = ["FOLDS", "EMOTIONS", "SENTENCES", "SPEAKERS", "Emodb", "load_emodb", "scan_emodb"]
+__all__ = _builder.__all__

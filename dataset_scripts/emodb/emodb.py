@@ -16,23 +16,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import datasets
-
 from ..release import (
     Problem,
     Release,
-    ReleaseBuilder,
     ReleaseCheck,
     Scan,
     audio_problem,
     find_files,
-    load_release,
     match_files,
     require_directory,
     utterance_features,
 )
 
-__all__ = ["FOLDS", "EMOTIONS", "SENTENCES", "SPEAKERS", "Emodb", "load_emodb", "scan_emodb"]
+__all__ = ["RELEASE", "FOLDS", "EMOTIONS", "SENTENCES", "SPEAKERS", "Emodb", "load_emodb", "scan_emodb"]
 
 EMOTIONS = {
     "W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness", "N": "neutral",
@@ -170,6 +166,7 @@ def scan_emodb(data_dir: str | Path) -> Scan:
 
 
 RELEASE = Release(
+    key="emodb",
     name="EmoDB",
     scan=scan_emodb,
     features=utterance_features(EMOTIONS.values(), age="int32", sentence="string", version="string", fold="int32"),
@@ -182,28 +179,6 @@ RELEASE = Release(
 )
 
 
-class Emodb(ReleaseBuilder):
-    """EmoDB from a local copy of the release: splits ``fold1`` ... ``fold5`` (speaker-independent)."""
-
-    RELEASE = RELEASE
-
-
-def load_emodb(
-    data_dir: str | Path, skip_invalid: bool = False, cache_dir: str | Path | None = None
-) -> datasets.DatasetDict:
-    """Build (or reuse from `cache_dir`) EmoDB and return its splits ``fold1`` ... ``fold5``.
-
-    Args:
-        data_dir: the unpacked release (the folder holding ``wav/``), or any folder holding its files.
-        skip_invalid: leave out and log unreadable files instead of raising.
-        cache_dir: where the Arrow files go (default: the `datasets` cache); keyed by the file listing.
-
-    Returns:
-        A `DatasetDict` with one split per fold; `label` is EmoDB's emotion in English (anger, boredom, ...; see
-        `dataset_scripts.labels` for the shared classes), audio decoded at the file's own rate.
-
-    Raises:
-        FileNotFoundError: `data_dir` is missing.
-        ValueError: not an EmoDB release, or files with problems (listed by path) while `skip_invalid` is false.
-    """
-    return load_release(Emodb, data_dir, skip_invalid, cache_dir)
+# The `datasets` builder and its loader, as every release has them (`dataset_scripts.release.Release`).
+Emodb = RELEASE.builder_class
+load_emodb = RELEASE.load

@@ -40,24 +40,21 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import datasets
-
 from ..labels import CORPUS_LABELS
 from ..release import (
     Problem,
     Release,
-    ReleaseBuilder,
     ReleaseCheck,
     Scan,
     audio_problem,
     find_files,
-    load_release,
     match_files,
     require_directory,
     utterance_features,
 )
 
 __all__ = [
+    "RELEASE",
     "CSV_FILES",
     "DOCUMENTED_DIALOGUES",
     "DOCUMENTED_UTTERANCES",
@@ -372,6 +369,7 @@ def scan_meld(data_dir: str | Path) -> Scan:
 
 
 RELEASE = Release(
+    key="meld",
     name="MELD",
     scan=scan_meld,
     features=utterance_features(
@@ -397,31 +395,6 @@ RELEASE = Release(
 )
 
 
-class Meld(ReleaseBuilder):
-    """MELD from a local copy of the raw release: splits ``train``, ``validation`` (MELD's dev) and ``test``."""
-
-    RELEASE = RELEASE
-
-
-def load_meld(
-    data_dir: str | Path, skip_invalid: bool = False, cache_dir: str | Path | None = None
-) -> datasets.DatasetDict:
-    """Build (or reuse from `cache_dir`) MELD and return its splits ``train``, ``validation`` and ``test``.
-
-    Args:
-        data_dir: the unpacked release (``MELD.Raw`` with its three inner tarballs unpacked), or any folder
-            holding its CSVs and clip folders.
-        skip_invalid: leave out and log the utterances with problems (a row without a clip, a clip without
-            readable audio, a malformed row) instead of raising.
-        cache_dir: where the Arrow files go (default: the `datasets` cache); keyed by the file listing.
-
-    Returns:
-        A `DatasetDict` with MELD's official splits; `label` is MELD's emotion (see `dataset_scripts.labels` for
-        the shared classes), `audio` the clip, decoded from its audio stream at the clip's own rate.
-
-    Raises:
-        FileNotFoundError: `data_dir` is missing.
-        ValueError: not the MELD release, or utterances with problems (listed by path) while `skip_invalid` is
-            false.
-    """
-    return load_release(Meld, data_dir, skip_invalid, cache_dir)
+# The `datasets` builder and its loader, as every release has them (`dataset_scripts.release.Release`).
+Meld = RELEASE.builder_class
+load_meld = RELEASE.load

@@ -1,21 +1,6 @@
 """MSP-Podcast as a `datasets` builder: `load_msp_podcast(data_dir)` returns splits train, validation, test1, test2."""
 
-from .msp_podcast import (
-    DOCUMENTED_RELEASES,
-    EMOTIONS,
-    SPLITS,
-    DocumentedRelease,
-    MspPodcast,
-    load_msp_podcast,
-    scan_msp_podcast,
-)
+from . import msp_podcast as _builder
+from .msp_podcast import *  # noqa: F403 - the package is its builder module
 
-__all__ = [
-    "DOCUMENTED_RELEASES",
-    "EMOTIONS",
-    "SPLITS",
-    "DocumentedRelease",
-    "MspPodcast",
-    "load_msp_podcast",
-    "scan_msp_podcast",
-]
+__all__ = _builder.__all__

@@ -34,24 +34,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
-
 from ..labels import CORPUS_LABELS
 from ..release import (
     Problem,
     Release,
-    ReleaseBuilder,
     ReleaseCheck,
     Scan,
     audio_problem,
     find_files,
-    load_release,
     match_files,
     require_directory,
     utterance_features,
 )
 
 __all__ = [
+    "RELEASE",
     "DOCUMENTED_RELEASES",
     "EMOTIONS",
     "SPLITS",
@@ -452,6 +449,7 @@ def _check(
 
 
 RELEASE = Release(
+    key="msp_podcast",
     name="MSP-Podcast",
     scan=scan_msp_podcast,
     features=utterance_features(
@@ -474,37 +472,6 @@ RELEASE = Release(
 )
 
 
-class MspPodcast(ReleaseBuilder):
-    """MSP-Podcast from a local copy of the release: splits ``train``, ``validation``, ``test1``, ``test2`` (and
-    ``test3`` where its labels are published)."""
-
-    RELEASE = RELEASE
-    # the JSON label files repeat the CSV and are large; they are not read, so they do not key the cache
-    METADATA_SUFFIXES = (".csv", ".txt")
-
-
-def load_msp_podcast(
-    data_dir: str | Path, skip_invalid: bool = False, cache_dir: str | Path | None = None
-) -> datasets.DatasetDict:
-    """Build (or reuse from `cache_dir`) MSP-Podcast and return its official splits.
-
-    Args:
-        data_dir: the unpacked release (the folder holding ``Audios/`` and ``Labels/``), or any folder holding its
-            label file and audio files.
-        skip_invalid: leave out and log label rows with problems (audio missing or unreadable, a bad value)
-            instead of raising.
-        cache_dir: where the Arrow files go (default: the `datasets` cache); keyed by the file listing.
-
-    Returns:
-        A `DatasetDict` with ``train``, ``validation`` (the release's Development set), ``test1``, ``test2`` (and
-        ``test3`` only if the release publishes its labels); `label` is the EmoClass letter (N H A S F D U C O X,
-        see `EMOTIONS` and `dataset_scripts.labels`), `arousal` / `valence` / `dominance` the release's 1-7 means,
-        `speaker` the SpkrID as given (``Unknown`` included), `gender` ``F`` / ``M`` / ``""``, audio decoded at the
-        file's own rate.
-
-    Raises:
-        FileNotFoundError: `data_dir` is missing.
-        ValueError: not an MSP-Podcast release, or label rows with problems (listed by file and line) while
-            `skip_invalid` is false.
-    """
-    return load_release(MspPodcast, data_dir, skip_invalid, cache_dir)
+# The `datasets` builder and its loader, as every release has them (`dataset_scripts.release.Release`).
+MspPodcast = RELEASE.builder_class
+load_msp_podcast = RELEASE.load

@@ -1,5 +1,6 @@
 """RAVDESS speech as a `datasets` builder: `load_ravdess(data_dir)` returns splits fold1 ... fold6."""
 
-from .ravdess import EMOTIONS, FOLDS, STATEMENTS, Ravdess, load_ravdess, scan_ravdess
+from . import ravdess as _builder
+from .ravdess import *  # noqa: F403 - the package is its builder module
 
-__all__ = ["FOLDS", "EMOTIONS", "STATEMENTS", "Ravdess", "load_ravdess", "scan_ravdess"]
+__all__ = _builder.__all__

@@ -20,23 +20,19 @@ import re
 from itertools import product
 from pathlib import Path
 
-import datasets
-
 from ..release import (
     Problem,
     Release,
-    ReleaseBuilder,
     ReleaseCheck,
     Scan,
     audio_problem,
     find_files,
-    load_release,
     match_files,
     require_directory,
     utterance_features,
 )
 
-__all__ = ["FOLDS", "EMOTIONS", "STATEMENTS", "Ravdess", "load_ravdess", "scan_ravdess"]
+__all__ = ["RELEASE", "FOLDS", "EMOTIONS", "STATEMENTS", "Ravdess", "load_ravdess", "scan_ravdess"]
 
 EMOTIONS = {
     "01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful", "07": "disgust",
@@ -132,6 +128,7 @@ def scan_ravdess(data_dir: str | Path) -> Scan:
 
 
 RELEASE = Release(
+    key="ravdess",
     name="RAVDESS",
     scan=scan_ravdess,
     features=utterance_features(
@@ -147,28 +144,6 @@ RELEASE = Release(
 )
 
 
-class Ravdess(ReleaseBuilder):
-    """RAVDESS speech from a local copy of the release: splits ``fold1`` ... ``fold6`` (EmoBox's actor folds)."""
-
-    RELEASE = RELEASE
-
-
-def load_ravdess(
-    data_dir: str | Path, skip_invalid: bool = False, cache_dir: str | Path | None = None
-) -> datasets.DatasetDict:
-    """Build (or reuse from `cache_dir`) RAVDESS speech and return its splits ``fold1`` ... ``fold6``.
-
-    Args:
-        data_dir: the unpacked release (``Actor_01`` ... ``Actor_24``), or any folder holding its speech files.
-        skip_invalid: leave out and log unreadable files instead of raising.
-        cache_dir: where the Arrow files go (default: the `datasets` cache); keyed by the file listing.
-
-    Returns:
-        A `DatasetDict` with one split per fold; `label` is RAVDESS's own emotion (see
-        `dataset_scripts.labels` for the shared classes), audio decoded at the file's own rate.
-
-    Raises:
-        FileNotFoundError: `data_dir` is missing.
-        ValueError: not a RAVDESS release, or unreadable audio (listed by path) while `skip_invalid` is false.
-    """
-    return load_release(Ravdess, data_dir, skip_invalid, cache_dir)
+# The `datasets` builder and its loader, as every release has them (`dataset_scripts.release.Release`).
+Ravdess = RELEASE.builder_class
+load_ravdess = RELEASE.load

@@ -1,5 +1,6 @@
 """TESS as a `datasets` builder: `load_tess(data_dir)` returns splits fold1 (OAF) and fold2 (YAF)."""
 
-from .tess import CARRIER, DOCUMENTED_PER_CELL, EMOTIONS, SPEAKER_FOLDS, SPEAKERS, Tess, load_tess, scan_tess
+from . import tess as _builder
+from .tess import *  # noqa: F403 - the package is its builder module
 
-__all__ = ["CARRIER", "DOCUMENTED_PER_CELL", "EMOTIONS", "SPEAKERS", "SPEAKER_FOLDS", "Tess", "load_tess", "scan_tess"]
+__all__ = _builder.__all__

@@ -31,23 +31,20 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import datasets
-
 from ..labels import CORPUS_LABELS
 from ..release import (
     Problem,
     Release,
-    ReleaseBuilder,
     ReleaseCheck,
     Scan,
     audio_problem,
     find_files,
-    load_release,
     require_directory,
     utterance_features,
 )
 
 __all__ = [
+    "RELEASE",
     "CARRIER",
     "DOCUMENTED_PER_CELL",
     "EMOTIONS",
@@ -235,6 +232,7 @@ def scan_tess(data_dir: str | Path) -> Scan:
 
 
 RELEASE = Release(
+    key="tess",
     name="TESS",
     scan=scan_tess,
     features=utterance_features(EMOTIONS, age="int32", word="string", fold="int32"),
@@ -249,33 +247,6 @@ RELEASE = Release(
 )
 
 
-class Tess(ReleaseBuilder):
-    """TESS from a local copy of the release: splits ``fold1`` (OAF) and ``fold2`` (YAF), leave one speaker out."""
-
-    RELEASE = RELEASE
-
-
-def load_tess(
-    data_dir: str | Path, skip_invalid: bool = False, cache_dir: str | Path | None = None
-) -> datasets.DatasetDict:
-    """Build (or reuse from `cache_dir`) TESS and return its splits ``fold1`` (OAF's utterances) and ``fold2``
-    (YAF's): train on one, test on the other.
-
-    Args:
-        data_dir: the unpacked release: the Dataverse files (flat), or the TSpace / Kaggle folders (``OAF_angry``
-            ... ``YAF_sad``, nested under ``TESS Toronto emotional speech set data`` once or twice), or any folder
-            holding its files.
-        skip_invalid: leave out and log unreadable files (and names found twice with different content) instead of
-            raising.
-        cache_dir: where the Arrow files go (default: the `datasets` cache); keyed by the file listing.
-
-    Returns:
-        A `DatasetDict` with one split per speaker; `label` is TESS's own emotion code (angry, ..., ps; see
-        `dataset_scripts.labels` for the shared classes), `text` is ``Say the word <word>``, audio decoded at the
-        file's own rate (24,414 Hz in the release).
-
-    Raises:
-        FileNotFoundError: `data_dir` is missing.
-        ValueError: not a TESS release, or files with problems (listed by path) while `skip_invalid` is false.
-    """
-    return load_release(Tess, data_dir, skip_invalid, cache_dir)
+# The `datasets` builder and its loader, as every release has them (`dataset_scripts.release.Release`).
+Tess = RELEASE.builder_class
+load_tess = RELEASE.load
