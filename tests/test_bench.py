@@ -115,20 +115,32 @@ def test_corpora_scores_each_corpus_of_a_pooled_run(tmp_path):
     assert "| within-corpus | emodb | 1 |" in written["table"]
 
 
-def test_defaults_records_each_run_beside_the_probe_and_skips_what_is_recorded(tmp_path):
-    out = tmp_path / "defaults.json"
-    written = run_quick(defaults, out, "--corpora", "emodb", "--work-dir", str(tmp_path / "work"))
-    (key,) = written["results"]["runs"]
-    assert key == "tiny-whisper|emodb|paper|1"
-    run = written["results"]["runs"][key]
-    assert 0 <= run["mer_ua"] <= 1 and 0 <= run["probe_ua"] <= 1 and run["best_probe"].startswith("probe_")
-    assert "--baseline probe" in run["command"] and "--encoder_learning_rate 2e-05" in run["command"]
-    assert run["epochs_trained"] == 1 and list(run["folds_ua"]) == ["fold1"] and run["seconds_per_epoch"] > 0
-    assert "| tiny-whisper | emodb | paper | 1 |" in written["table"]
-    # A rerun keeps what is recorded and trains nothing.
-    again = defaults.main(["--quick", "--out", str(out), "--corpora", "emodb", "--work-dir", str(tmp_path / "again")])
-    assert again["results"]["runs"] == written["results"]["runs"]
-    assert not (tmp_path / "again" / "tiny-whisper").exists()
+def test_defaults_runs_row_by_row_and_a_rerun_runs_only_what_is_not_recorded(tmp_path):
+    rows, work = tmp_path / "rows.jsonl", tmp_path / "work"
+    written = run_quick(defaults, tmp_path / "defaults.json", "--work-dir", str(work), "--rows", str(rows))
+    (key,) = written["results"]["rows"]
+    assert key == "paper|emodb|fold1|seed0"
+    record = json.loads(rows.read_text())  # one line, on disk
+    assert record == written["results"]["rows"][key]
+    assert 0 <= record["mer"]["validation_ua"] <= 1 and 0 <= record["probe"]["test_ua"] <= 1
+    assert record["probe"]["condition"] in {"probe_audio", "probe_text", "probe_both"}
+    assert "--baseline probe" in record["command"] and "--encoder_learning_rate 2e-05" in record["command"]
+    assert record["epochs_run"] == 1 and record["seconds_per_epoch"] > 0 and record["machine"]["cpu"]
+    assert "| 1 | paper | emodb | fold1 s0 |" in written["table"]
+
+    # A killed write leaves a torn line: reported, its row planned again, the finished row kept.
+    rows.write_text(rows.read_text() + '{"key": "paper|ravdess|fold6|seed0", "mer": {"valid')
+    both = ["--quick", "--rows", str(rows), "--work-dir", str(work), "--only", "paper|*"]
+    assert defaults.main([*both, "--plan"])["left"] == ["paper|ravdess|fold6|seed0"]
+    with pytest.raises(SystemExit, match=r"--only \['nothing\*'\] names none of phase 1's rows:\n  paper\|ravdess"):
+        defaults.main(["--quick", "--rows", str(rows), "--only", "nothing*"])
+    with pytest.raises(SystemExit, match=r"--audio-model .*absent: no such directory; nothing was run"):
+        defaults.main(["--plan", "--rows", str(rows), "--audio-model", str(tmp_path / "absent")])
+
+    # A rerun trains nothing that is recorded.
+    again = defaults.main(["--quick", "--out", str(tmp_path / "again.json"), "--rows", str(rows),
+                           "--work-dir", str(tmp_path / "again")])  # fmt: skip
+    assert again["results"]["rows"][key] == record and not (tmp_path / "again" / "tiny-whisper").exists()
 
 
 def test_mfu_counts_flops_and_compares_variants(tmp_path):
