@@ -138,7 +138,8 @@ def _load(args: argparse.Namespace):
 def _predict(args: argparse.Namespace) -> int:
     from mer.predict import PredictionLog, TranscriptTable, find_audio_files, predict_files
 
-    transcripts = TranscriptTable(args.transcripts) if args.transcripts else None
+    roots = [path if path.is_dir() else path.parent for path in map(Path, args.paths)]
+    transcripts = TranscriptTable(args.transcripts, roots) if args.transcripts else None
     skip = [args.output] + ([args.transcripts] if args.transcripts else [])
     files = find_audio_files(args.paths, skip=skip)
     if not files:

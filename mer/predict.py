@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mer.audio import AudioError, decode_audio
+from mer.tables import spreadsheet_safe
 from modeling_mer.pipeline_mer import MERPipeline
 
 __all__ = [
@@ -71,42 +72,59 @@ def _hidden(relative: Path) -> bool:
 
 class TranscriptTable:
     """Transcripts from a CSV file with a column naming the file (`path`, `file` or `filename`) and one holding the
-    words (`transcript` or `text`). A file is found by its path (relative paths are relative to the CSV's folder),
-    else by its name, else by its name without extension, when that is unambiguous.
+    words (`transcript` or `text`). A file is matched by its path, never by its name alone: an absolute path, or a
+    path relative to one of `roots` (the folders given to `mer predict`, and the folders of the files given) or to
+    the CSV's own folder. A row whose path fits no file is left unused (`unmatched`).
 
     Raises:
-        ValueError: naming the CSV file, when it lacks either column or a path appears twice.
+        ValueError: naming the CSV file: a missing column, text that is not UTF-8, a row whose path fits two
+            different files (naming both), or two rows for one file.
         FileNotFoundError: the CSV does not exist.
     """
 
     PATH_COLUMNS = ("path", "file", "filename")
     TEXT_COLUMNS = ("transcript", "text")
 
-    def __init__(self, csv_path: str | Path):
+    def __init__(self, csv_path: str | Path, roots: Iterable[str | Path] = ()):
         self.csv_path = Path(csv_path)
-        with self.csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-            path_column = next((columns[c] for c in self.PATH_COLUMNS if c in columns), None)
-            text_column = next((columns[c] for c in self.TEXT_COLUMNS if c in columns), None)
-            if path_column is None or text_column is None:
-                raise ValueError(
-                    f"{self.csv_path} needs a column naming the file ({' / '.join(self.PATH_COLUMNS)}) and one with "
-                    f"the transcript ({' / '.join(self.TEXT_COLUMNS)}); it has {reader.fieldnames}."
-                )
-            rows = [(row[path_column] or "", row[text_column] or "") for row in reader]
+        try:
+            with self.csv_path.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.DictReader(handle)
+                columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+                path_column = next((columns[c] for c in self.PATH_COLUMNS if c in columns), None)
+                text_column = next((columns[c] for c in self.TEXT_COLUMNS if c in columns), None)
+                if path_column is None or text_column is None:
+                    raise ValueError(
+                        f"{self.csv_path} needs a column naming the file ({' / '.join(self.PATH_COLUMNS)}) and one "
+                        f"with the transcript ({' / '.join(self.TEXT_COLUMNS)}); it has {reader.fieldnames}."
+                    )
+                rows = [(row[path_column] or "", row[text_column] or "") for row in reader]
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{self.csv_path} is not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8."
+            ) from None
+        folders = list(dict.fromkeys(Path(root).resolve() for root in [*roots, self.csv_path.parent]))
         self._by_path: dict[Path, str] = {}
-        by_name: dict[str, list[str]] = {}
-        by_stem: dict[str, list[str]] = {}
+        named_by: dict[Path, str] = {}
+        self.unmatched: list[str] = []
         for name, text in rows:
-            path = (self.csv_path.parent / name.strip()).resolve()
-            if path in self._by_path:
-                raise ValueError(f"{self.csv_path} gives two transcripts for {name.strip()}.")
-            self._by_path[path] = text
-            by_name.setdefault(path.name, []).append(text)
-            by_stem.setdefault(path.stem, []).append(text)
-        self._by_name = {key: texts[0] for key, texts in by_name.items() if len(texts) == 1}
-        self._by_stem = {key: texts[0] for key, texts in by_stem.items() if len(texts) == 1}
+            written = Path(name.strip())
+            bases = [written] if written.is_absolute() else [folder / written for folder in folders]
+            fits = list(dict.fromkeys(base.resolve() for base in bases if base.is_file()))
+            if len(fits) > 1:
+                raise ValueError(
+                    f"{self.csv_path}: {name.strip()!r} fits both {fits[0]} and {fits[1]}; write the path relative to "
+                    "the folder given to mer predict (e.g. speaker/file.wav), or absolute."
+                )
+            if not fits:
+                self.unmatched.append(name.strip())
+                continue
+            if fits[0] in self._by_path:
+                raise ValueError(
+                    f"{self.csv_path} gives two transcripts for {fits[0]}: rows {named_by[fits[0]]!r} and "
+                    f"{name.strip()!r}."
+                )
+            self._by_path[fits[0]], named_by[fits[0]] = text, name.strip()
 
     def __len__(self) -> int:
         return len(self._by_path)
@@ -114,8 +132,6 @@ class TranscriptTable:
     def get(self, path: Path) -> str | None:
         """The transcript of `path`, or None when the table has none (or an empty one)."""
         text = self._by_path.get(path.resolve())
-        if text is None:
-            text = self._by_name.get(path.name, self._by_stem.get(path.stem))
         return text if text and text.strip() else None
 
 
@@ -167,11 +183,13 @@ class PredictionLog:
             self._resume()
 
     def _resume(self) -> None:
-        text = self.path.read_text(encoding="utf-8")
-        if text and not text.endswith("\n"):  # a record cut short when the last run was killed
-            text = text[: text.rfind("\n") + 1]
-            self.path.write_text(text, encoding="utf-8")
-        records = self._parse(text)
+        """Reads what an earlier run wrote: the files it classified are `done`. What a kill can leave at the end (a
+        record cut short, inside a quoted field or not, NUL bytes) is dropped with a message, and records of files
+        that failed are dropped too, so that those files are tried again and each file has one record."""
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        records, torn = self._complete_records(text)
+        if torn:
+            logger.warning("%s: dropped a record cut short by a killed run; that file is done again.", self.path)
         for record in records:
             if record.get("model_fingerprint") != self.fingerprint or self._labels_of(record) != self.labels:
                 raise ValueError(
@@ -180,12 +198,56 @@ class PredictionLog:
                     f"({self.fingerprint}, classes {self.labels}). Choose another --output, or pass --overwrite to "
                     "replace it."
                 )
-            if not record.get("error"):
-                self.done.add(record["path"])
+        kept = [record for record in records if not record.get("error")]
+        self.done = {record["path"] for record in kept}
+        if torn or len(kept) < len(records):
+            self._rewrite(kept)
+
+    def _complete_records(self, text: str) -> tuple[list[dict], bool]:
+        """The whole records of `text`, and whether a torn one was dropped from its end."""
+        cleaned = text.rstrip("\x00")
+        torn = cleaned != text
+        records = self._parse(cleaned)
+        if records and (not cleaned.endswith("\n") or not self._whole(records[-1])):
+            records, torn = records[:-1], True
+        return records, torn
+
+    def _whole(self, record: dict) -> bool:
+        """Whether a record read back has every field this log writes (one cut short has fewer)."""
+        if self.format == "jsonl":
+            return set(record) >= {"path", "model_fingerprint", "error"}
+        return None not in record and None not in record.values() and bool(record.get("model_fingerprint"))
+
+    def _rewrite(self, records: list[dict]) -> None:
+        """Replaces the file with `records` (as read back), in one step."""
+        staging = self.path.with_name(self.path.name + ".partial")
+        with staging.open("w", newline="", encoding="utf-8") as handle:
+            if self.format == "jsonl":
+                handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            else:
+                writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(records)
+            handle.flush()
+            os.fsync(handle.fileno())
+        staging.replace(self.path)
 
     def _parse(self, text: str) -> list[dict]:
         if self.format == "jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            lines = [line for line in text.splitlines() if line.strip()]
+            records = []
+            for number, line in enumerate(lines, start=1):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    if number == len(lines):  # the last line: cut short by a kill
+                        records.append({})
+                        break
+                    raise ValueError(
+                        f"{self.path}:{number} is not JSON ({error.msg}): not a mer predict output? Choose another "
+                        "--output, or pass --overwrite to replace it."
+                    ) from None
+            return records
         reader = csv.DictReader(io.StringIO(text))
         if reader.fieldnames and reader.fieldnames != self.columns:
             found = [c.removeprefix("score_") for c in reader.fieldnames if c.startswith("score_")]
@@ -238,10 +300,11 @@ class PredictionLog:
         }
 
     def _flat(self, record: dict) -> dict:
+        """A record as a CSV row: a column per class score, text safe to open in a spreadsheet (`mer.tables`)."""
         flat = {key: value for key, value in record.items() if key != "scores"}
         for label in self.labels:
             flat[f"score_{label}"] = (record["scores"] or {}).get(label)
-        return {key: ("" if value is None else value) for key, value in flat.items()}
+        return {key: ("" if value is None else spreadsheet_safe(value)) for key, value in flat.items()}
 
 
 @dataclass

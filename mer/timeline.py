@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mer.audio import audio_duration, stream_audio
+from mer.tables import spreadsheet_safe
 from mer.vad import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_MIN_SECONDS,
@@ -180,8 +181,8 @@ def write_timeline(
         for segment in classify_segments(pipe, segments, batch_size):
             timeline.segments.append(segment)
             writer.writerow(
-                [segment.start, segment.end, segment.transcript, segment.transcript_source, segment.label,
-                 f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in labels)]
+                [segment.start, segment.end, spreadsheet_safe(segment.transcript), segment.transcript_source,
+                 segment.label, f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in labels)]
             )  # fmt: skip
             handle.flush()
             bar.set_postfix_str(f"{len(timeline.segments)} segments", refresh=False)

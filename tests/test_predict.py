@@ -59,11 +59,14 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _transcripts_csv(path: Path, transcripts: dict[str, str], keep) -> Path:
+def _transcripts_csv(path: Path, folder: Path, transcripts: dict[str, str], keep) -> Path:
+    """The transcripts of the files `keep` accepts (by name), each row naming its file relative to `folder`."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "transcript"])
-        writer.writerows((name, text) for name, text in transcripts.items() if keep(name))
+        for name, text in transcripts.items():
+            if keep(name):
+                writer.writerow((next(folder.rglob(name)).relative_to(folder).as_posix(), text))
     return path
 
 
@@ -71,7 +74,9 @@ def test_a_folder_is_classified_and_bad_files_are_listed_with_their_reason(
     models, recordings, real_asr, tmp_path, capsys
 ):
     folder, transcripts = recordings
-    table = _transcripts_csv(tmp_path / "transcripts.csv", transcripts, keep=lambda name: name.startswith("clip"))
+    table = _transcripts_csv(
+        tmp_path / "transcripts.csv", folder, transcripts, keep=lambda name: name.startswith("clip")
+    )
     output = tmp_path / "emotions.csv"
 
     status = main(
@@ -102,7 +107,7 @@ def test_a_folder_is_classified_and_bad_files_are_listed_with_their_reason(
 
 def test_a_run_continues_where_it_stopped_and_a_cut_record_is_repaired(models, recordings, tmp_path, capsys):
     folder, transcripts = recordings
-    table = _transcripts_csv(tmp_path / "transcripts.csv", transcripts, keep=lambda name: True)
+    table = _transcripts_csv(tmp_path / "transcripts.csv", folder, transcripts, keep=lambda name: True)
     output = tmp_path / "emotions.jsonl"
     arguments = ["predict", str(folder), "--model", str(models[0]), "--transcripts", str(table),
                  "--output", str(output), "--runtime", "eager", "--quiet"]  # fmt: skip
@@ -127,7 +132,7 @@ def test_a_run_continues_where_it_stopped_and_a_cut_record_is_repaired(models, r
 
 def test_an_output_of_another_model_is_refused_unless_overwritten(models, recordings, tmp_path, capsys):
     folder, transcripts = recordings
-    table = _transcripts_csv(tmp_path / "transcripts.csv", transcripts, keep=lambda name: True)
+    table = _transcripts_csv(tmp_path / "transcripts.csv", folder, transcripts, keep=lambda name: True)
     output = tmp_path / "emotions.csv"
     common = [str(folder / "clip0.wav"), "--transcripts", str(table), "--output", str(output), "--quiet",
               "--runtime", "eager"]  # fmt: skip
@@ -147,7 +152,7 @@ def test_a_speech_recognizer_that_cannot_load_stops_the_run_with_its_name_keepin
     models, recordings, tmp_path, capsys
 ):
     folder, transcripts = recordings
-    table = _transcripts_csv(tmp_path / "transcripts.csv", transcripts, keep=lambda name: name != "clip2.wav")
+    table = _transcripts_csv(tmp_path / "transcripts.csv", folder, transcripts, keep=lambda name: name != "clip2.wav")
     output = tmp_path / "emotions.csv"
     status = main(
         ["predict", str(folder), "--model", str(models[0]), "--transcripts", str(table), "--output", str(output),
@@ -189,3 +194,80 @@ def test_the_console_command_killed_mid_run_continues_with_the_same_command(mode
     rows = [row for row in _rows(output) if not row["error"]]
     assert len(rows) == 6 and len({row["path"] for row in rows}) == 6
     assert f"{len(done_before)} were already in" in finished.stdout
+
+
+# --- What a kill, a rerun or a spreadsheet can do to the output, and transcripts matched by path ------------------
+
+LABELS = ["neutral", "happy", "angry", "sad"]
+
+
+def _log(path: Path, **kwargs):
+    from mer.predict import PredictionLog
+
+    return PredictionLog(path, LABELS, "model-a", "fingerprint-a", **kwargs)
+
+
+def _result(transcript: str) -> dict:
+    scores = [0.1, 0.2, 0.3, 0.4]
+    return {"labels": [{"label": label, "score": score} for label, score in zip(LABELS, scores, strict=True)],
+            "transcript": transcript, "transcribed_by": None}  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_torn_last_record_of_any_shape_is_dropped_and_redone_and_nothing_else_is_lost(tmp_path, suffix, caplog):
+    output = tmp_path / f"out{suffix}"
+    log = _log(output)
+    log.append([log.record(Path("/a.wav"), _result("one line")), log.record(Path("/b.wav"), _result("two\nlines"))])
+    whole = output.read_bytes()
+    # CSV: cut just after the newline inside the quoted transcript; JSON Lines: inside the record.
+    cut_inside = whole[: whole.rindex(b"two\n") + 4] if suffix == ".csv" else whole[: whole.rindex(b"lines")]
+    for torn in (cut_inside, whole[:-7], whole + b"\x00" * 16):
+        output.write_bytes(torn)
+        resumed = _log(output)
+        expected = {"/a.wav", "/b.wav"} if torn.startswith(whole) else {"/a.wav"}
+        assert resumed.done == expected, torn[-30:]
+        assert "cut short by a killed run" in caplog.text
+        assert not output.read_bytes().endswith(b"\x00") and output.read_bytes().startswith(whole[:20])
+        caplog.clear()
+
+
+def test_failed_files_are_retried_on_a_rerun_and_each_file_keeps_one_record(tmp_path):
+    output = tmp_path / "out.csv"
+    log = _log(output)
+    log.append([log.record(Path("/good.wav"), _result("fine")), log.record(Path("/bad.wav"), error="unreadable")])
+    for _ in range(3):  # every rerun retries the failure and writes its new record in place of the old one
+        rerun = _log(output)
+        assert rerun.done == {"/good.wav"}
+        rerun.append([rerun.record(Path("/bad.wav"), error="unreadable")])
+        assert [row["path"] for row in _rows(output)] == ["/good.wav", "/bad.wav"]
+
+
+def test_text_a_spreadsheet_would_run_is_neutralised_in_csv_and_kept_exactly_in_json(tmp_path):
+    for suffix in (".csv", ".jsonl"):
+        log = _log(tmp_path / f"out{suffix}")
+        texts = ['=HYPERLINK("http://x")', "- I said no", "+1", "@SUM(A1)", "plain words"]
+        log.append([log.record(Path(f"/{n}.wav"), _result(text)) for n, text in enumerate(texts)])
+        written = [row["transcript"] for row in _rows(tmp_path / f"out{suffix}")]
+        if suffix == ".csv":
+            assert written == ['\'=HYPERLINK("http://x")', "'- I said no", "'+1", "'@SUM(A1)", "plain words"]
+        else:
+            assert written == texts
+
+
+def test_transcripts_are_matched_by_path_never_by_name_alone(tmp_path):
+    from mer.predict import TranscriptTable
+
+    for speaker in ("spkA", "spkB"):
+        (tmp_path / speaker).mkdir()
+        (tmp_path / speaker / "utt1.wav").write_bytes(b"RIFF")
+    table = tmp_path / "t.csv"
+    table.write_text("file,transcript\nspkA/utt1.wav,words of A\n")
+    transcripts = TranscriptTable(table, roots=[tmp_path / "spkA", tmp_path / "spkB"])
+    assert transcripts.get(tmp_path / "spkA" / "utt1.wav") == "words of A"
+    assert transcripts.get(tmp_path / "spkB" / "utt1.wav") is None  # the same name, another file
+    table.write_text("file,transcript\nutt1.wav,words of whom?\n")
+    with pytest.raises(ValueError, match=r"t\.csv: 'utt1\.wav' fits both .*spkA/utt1\.wav and .*spkB/utt1\.wav"):
+        TranscriptTable(table, roots=[tmp_path / "spkA", tmp_path / "spkB"])
+    table.write_bytes("file,transcript\nspkA/utt1.wav,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"t\.csv is not UTF-8 text .*save it as UTF-8"):
+        TranscriptTable(table, roots=[tmp_path])
