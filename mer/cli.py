@@ -116,7 +116,14 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+# Exit statuses: 0 done; 1 some files could not be classified (each has its record); 2 a usage error (a bad path,
+# option or input, named); 3 the model was found but cannot be loaded (named, with why).
+EXIT_FAILED_FILES, EXIT_USAGE, EXIT_MODEL = 1, 2, 3
+
+
 def main(argv: list[str] | None = None) -> int:
+    from mer.inference import ModelLoadError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries()
@@ -124,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "predict":
             return _predict(args)
         return _timeline(args)
+    except ModelLoadError as error:
+        print(f"mer {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_MODEL
     except (ValueError, OSError, FFmpegMissingError) as error:
         print(f"mer {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 def _load(args: argparse.Namespace):
@@ -138,6 +148,7 @@ def _load(args: argparse.Namespace):
 def _predict(args: argparse.Namespace) -> int:
     from mer.predict import PredictionLog, TranscriptTable, find_audio_files, predict_files
 
+    check_output_file(args.output)  # before anything loads
     roots = [path if path.is_dir() else path.parent for path in map(Path, args.paths)]
     transcripts = TranscriptTable(args.transcripts, roots) if args.transcripts else None
     skip = [args.output] + ([args.transcripts] if args.transcripts else [])
@@ -160,8 +171,24 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{len(summary.failed)} files could not be classified:", file=sys.stderr)
         for path, reason in summary.failed.items():
             print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED_FILES
     return 0
+
+
+def check_output_file(output: Path) -> None:
+    """`mer predict --output` before any model loads: a .csv or .jsonl file (not a folder) whose folder exists or
+    can be made.
+
+    Raises:
+        ValueError: naming the output and what is wrong with it.
+    """
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a folder; give a .csv or .jsonl file.")
+    if output.suffix.lower() not in (".csv", ".jsonl"):
+        raise ValueError(f"--output must end in .csv or .jsonl, got {output.name}.")
+    parent = next((folder for folder in output.absolute().parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"--output {output}: {parent} is a file, not a folder.")
 
 
 def _timeline(args: argparse.Namespace) -> int:
@@ -170,6 +197,8 @@ def _timeline(args: argparse.Namespace) -> int:
 
     if not args.recording.is_file():
         raise FileNotFoundError(f"No such recording: {args.recording}")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; give a folder for timeline.csv, .json and .png.")
     decode_audio(args.recording, 16000, max_seconds=1.0)  # an unreadable file stops here, before the model loads
     pipe = _load(args)
     timeline = write_timeline(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoProcessor
@@ -14,7 +15,7 @@ from transformers import AutoModel, AutoProcessor
 from mer.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES, prepare_for_inference
 from modeling_mer.pipeline_mer import PIPELINE_TASK, MERPipeline
 
-__all__ = ["load_pipeline", "model_fingerprint", "resolve_device"]
+__all__ = ["ModelLoadError", "check_model_location", "load_pipeline", "model_fingerprint", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def load_pipeline(
 
     Raises:
         ValueError: `model` is not a MER model, or an unknown runtime / device / speech-recognition backend.
-        OSError: `model` cannot be found.
+        FileNotFoundError: `model` is written as a local path that does not exist.
+        ModelLoadError: `model` was found but cannot be loaded (naming it and why).
     """
     device = resolve_device(device)
     runtime = runtime or (DEFAULT_CPU_RUNTIME if device.type == "cpu" else "eager")
@@ -60,10 +62,14 @@ def load_pipeline(
         raise ValueError(f"Unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}.")
     if runtime != "eager" and device.type != "cpu":
         raise ValueError(f"The {runtime} runtime runs on the CPU only; on {device} use --runtime eager.")
-    network = AutoModel.from_pretrained(model, trust_remote_code=True)
+    check_model_location(model)
+    try:
+        network = AutoModel.from_pretrained(model, trust_remote_code=True)
+        processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
+    except Exception as error:  # noqa: BLE001 - its own code, its files, the Hub: whatever fails, the model is named
+        raise ModelLoadError(f"The model {model} cannot be loaded: {type(error).__name__}: {error}") from error
     if getattr(network.config, "model_type", None) != "mer":
         raise ValueError(f"{model} holds a {network.config.model_type!r} model, not a MER model.")
-    processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
     # The installed pipeline class rather than the model's copy: it also serves models saved before their configs
     # named a pipeline, and the commands and the Space always run the code they were tested with.
     pipe = MERPipeline(
@@ -80,6 +86,29 @@ def load_pipeline(
     pipe.runtime = runtime
     logger.info("Loaded %s (%s) on %s with the %s runtime", model, pipe.fingerprint, device, runtime)
     return pipe
+
+
+class ModelLoadError(RuntimeError):
+    """A model that was found cannot be loaded (its code fails to import, its weights do not fit, ...)."""
+
+
+def check_model_location(model: str) -> None:
+    """A `model` written as a local path (with a folder separator, ``.``, ``~``, or more than one ``/``) must be a
+    directory: otherwise transformers would take it for a malformed Hub id and say so.
+
+    Raises:
+        FileNotFoundError: naming the path, when it is written as one and is not a directory.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise FileNotFoundError(f"--model {model} is a file; give the directory the model was saved to.")
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
+        raise FileNotFoundError(
+            f"--model {model}: no such directory (a Hub id is written name or namespace/name). Has the model been "
+            "trained and saved there?"
+        )
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

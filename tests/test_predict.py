@@ -271,3 +271,24 @@ def test_transcripts_are_matched_by_path_never_by_name_alone(tmp_path):
     table.write_bytes("file,transcript\nspkA/utt1.wav,caf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"t\.csv is not UTF-8 text .*save it as UTF-8"):
         TranscriptTable(table, roots=[tmp_path])
+
+
+def test_a_model_that_is_not_there_or_cannot_load_and_a_bad_output_are_named(models, recordings, tmp_path, capsys):
+    folder, _ = recordings
+    clip = str(folder / "clip0.wav")
+    # A local path that does not exist is named as a missing directory, not as a malformed Hub id.
+    status = main(["predict", clip, "--model", "runs/demo/run/session1/model", "--quiet"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "--model runs/demo/run/session1/model: no such directory" in error and "Repo id" not in error
+    # A model whose code fails to import: its own exit status, naming the model and the reason.
+    broken = tmp_path / "broken-model"
+    shutil.copytree(models[0], broken)
+    (broken / "modeling_mer.py").write_text("raise ImportError('a broken install')\n")
+    assert main(["predict", clip, "--model", str(broken), "--output", str(tmp_path / "o.csv"), "--quiet"]) == 3
+    error = capsys.readouterr().err
+    assert f"The model {broken} cannot be loaded" in error and "a broken install" in error
+    # A bad --output is refused before the model loads (the broken model above would otherwise fail first).
+    for output, message in ((tmp_path / "out.txt", "must end in .csv or .jsonl"), (tmp_path, "is a folder")):
+        assert main(["predict", clip, "--model", str(broken), "--output", str(output), "--quiet"]) == 2
+        assert message in capsys.readouterr().err
