@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from mer.audio import AudioError, decode_audio
 from mer.tables import spreadsheet_safe
-from modeling_mer.pipeline_mer import MERPipeline
+from mer.vad import has_speech
+from modeling_mer.pipeline_mer import MERPipeline, audio_problem
 
 __all__ = [
     "PredictionLog",
@@ -359,13 +360,13 @@ def _decode(path: Path, rate: int, max_seconds: float, min_samples: int) -> _Dec
         waveform, cropped = decode_audio(path, rate, max_seconds)
     except AudioError as error:
         return _Decoded(path, error=str(error))
-    if len(waveform) == 0:
-        return _Decoded(path, error=f"'{path}' holds no audio samples.")
-    if len(waveform) < min_samples:
-        return _Decoded(
-            path, error=f"'{path}' is too short ({1000 * len(waveform) / rate:.0f} ms; the model needs at least "
-            f"{1000 * min_samples / rate:.0f} ms)."
-        )  # fmt: skip
+    problem = audio_problem(waveform, rate, min_samples, f"'{path}'")  # the pipeline's and the Space's words
+    if problem is None and not has_speech(waveform, rate):
+        problem = (
+            f"'{path}' holds no speech: the voice-activity detector (Silero VAD) found none in it."  # as the Space
+        )
+    if problem is not None:
+        return _Decoded(path, error=problem)
     return _Decoded(path, waveform=waveform, cropped=cropped)
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "SegmentationConfig",
     "SpeechSegment",
     "boundary_scores",
+    "has_speech",
     "speech_probabilities",
     "speech_segments",
 ]
@@ -155,6 +156,17 @@ def speech_probabilities(chunks: Iterable[np.ndarray], sampling_rate: int = VAD_
     """
     _check_rate(sampling_rate)
     return _probabilities(chunks, _WindowScorer(_new_model()))
+
+
+def has_speech(waveform: np.ndarray, sampling_rate: int, threshold: float = SegmentationConfig.threshold) -> bool:
+    """Whether Silero finds speech anywhere in a clip: one 32 ms window scoring at least `threshold` (the timeline's
+    default). A clip at another rate is resampled to 16 kHz first."""
+    if sampling_rate != VAD_SAMPLING_RATE:
+        from modeling_mer.processing_mer import resample
+
+        waveform = resample(waveform, sampling_rate, VAD_SAMPLING_RATE)
+    scores = speech_probabilities([np.asarray(waveform, dtype=np.float32)], VAD_SAMPLING_RATE)
+    return any(float(block.max(initial=0.0)) >= threshold for block in scores)
 
 
 def speech_segments(

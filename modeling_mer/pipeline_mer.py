@@ -30,7 +30,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from .asr_mer import SpeechRecognizer
 from .processing_mer import resample, to_mono_float32
 
-__all__ = ["MERPipeline", "PIPELINE_TASK", "pipeline_registration"]
+__all__ = ["MERPipeline", "PIPELINE_TASK", "SILENCE_DBFS", "audio_problem", "pipeline_registration"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,32 @@ def pipeline_registration() -> dict:
     """The `custom_pipelines` entry every MER config carries, so that `pipeline(PIPELINE_TASK, model=...)` finds
     this class in the model's own files."""
     return {PIPELINE_TASK: {"impl": "pipeline_mer.MERPipeline", "pt": ("AutoModel",), "type": "multimodal"}}
+
+
+# A clip whose RMS level is below this holds nothing to classify: quiet speech sits around -40 dBFS, a quiet room's
+# noise floor around -60 to -70 dBFS, and digital silence or an unplugged microphone gives zeros (-inf dBFS).
+SILENCE_DBFS = -60.0
+
+
+def audio_problem(
+    waveform: np.ndarray, sampling_rate: int, min_samples: int, name: str = "The recording"
+) -> str | None:
+    """Why `waveform` cannot be classified, in the words every entry point (the pipeline, `mer predict`, the Space)
+    uses, or None: no samples, fewer than `min_samples` (the audio encoder's receptive field), or silence (an RMS
+    level below `SILENCE_DBFS`). `name` names the clip in the message."""
+    if len(waveform) == 0:
+        return f"{name} is empty: it holds no audio samples."
+    if len(waveform) < min_samples:
+        return (
+            f"{name} is too short ({1000 * len(waveform) / sampling_rate:.0f} ms): the model needs at least "
+            f"{1000 * min_samples / sampling_rate:.0f} ms of audio."
+        )
+    samples = waveform.double() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, dtype=np.float64)
+    rms = float((samples**2).mean() ** 0.5)
+    level = 20 * math.log10(rms) if rms > 0 else -math.inf
+    if level < SILENCE_DBFS:
+        return f"{name} is silent (level {level:.0f} dBFS, below {SILENCE_DBFS:.0f} dBFS): there is no speech in it."
+    return None
 
 
 class MERPipeline(Pipeline):
@@ -145,12 +171,9 @@ class MERPipeline(Pipeline):
                 name, len(waveform) / self.processor.sampling_rate, limit,
             )  # fmt: skip
             waveform = waveform[:max_samples]
-        min_samples = self.model.config.audio_receptive_field
-        if len(waveform) < min_samples:
-            raise ValueError(
-                f"{name} is too short: {1000 * len(waveform) / self.processor.sampling_rate:.0f} ms, and the audio "
-                f"encoder needs at least {1000 * min_samples / self.processor.sampling_rate:.0f} ms."
-            )
+        problem = audio_problem(waveform, self.processor.sampling_rate, self.model.config.audio_receptive_field, name)
+        if problem is not None:
+            raise ValueError(problem)
         transcribed_by = None
         if text is None or not text.strip():
             recognizer = speech_recognizer or self.speech_recognizer()

@@ -41,6 +41,7 @@ PROJECT_FILES = (
     "mer/audio.py",
     "mer/export.py",
     "mer/runtime.py",
+    "mer/tables.py",
     "mer/timeline.py",
     "mer/vad.py",
     "modeling_mer/__init__.py",

@@ -15,7 +15,6 @@ out_dir)` a `mer.timeline.Timeline`; both raise `InputError` (the user's input c
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,9 @@ from transformers import AutoModel, AutoProcessor
 from mer.audio import AudioError, FFmpegMissingError, audio_duration, decode_audio, stream_audio
 from mer.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
 from mer.timeline import Timeline, write_timeline
+from mer.vad import has_speech
 from modeling_mer.asr_mer import DEFAULT_ASR_MODEL, SpeechRecognizer
-from modeling_mer.pipeline_mer import PIPELINE_TASK, MERPipeline
+from modeling_mer.pipeline_mer import PIPELINE_TASK, SILENCE_DBFS, MERPipeline, audio_problem
 
 __all__ = [
     "ATTENTION_RUNTIMES",
@@ -50,9 +50,6 @@ DEFAULT_MAX_SECONDS = 60.0
 ATTENTION_RUNTIMES = ("eager", "int8")
 # A long recording costs about its length in compute: a 30-minute interview holds the model for a few minutes.
 DEFAULT_MAX_TIMELINE_MINUTES = 30.0
-# A recording whose RMS level is below this is refused as silent. Quiet speech sits around -40 dBFS and a quiet
-# room's noise floor around -60 to -70 dBFS; an unplugged microphone gives digital zeros (-inf).
-SILENCE_DBFS = -60.0
 MAX_TRANSCRIPT_CHARACTERS = 2000
 
 
@@ -228,20 +225,12 @@ class EmotionRecognizer:
         )
 
     def _check_audio(self, waveform: np.ndarray) -> None:
-        if len(waveform) == 0:
-            raise InputError("The recording is empty: it holds no sound. Record or upload again.")
-        if len(waveform) < self.min_samples:
-            raise InputError(
-                f"The recording is too short ({1000 * len(waveform) / self.sampling_rate:.0f} ms): the model needs "
-                f"at least {1000 * self.min_samples / self.sampling_rate:.0f} ms of audio."
-            )
-        rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
-        level = 20 * math.log10(rms) if rms > 0 else -math.inf
-        if level < SILENCE_DBFS:
-            raise InputError(
-                f"The recording is silent (level {level:.0f} dBFS, below {SILENCE_DBFS:.0f} dBFS). "
-                "Check the microphone and record again."
-            )
+        problem = audio_problem(waveform, self.sampling_rate, self.min_samples)  # the pipeline's words
+        if problem is None and not has_speech(waveform, self.sampling_rate):  # and mer predict's
+            problem = "The recording holds no speech: the voice-activity detector (Silero VAD) found none in it."
+        if problem is not None:
+            advice = " Check the microphone and record again." if "silent" in problem else " Record or upload again."
+            raise InputError(problem + advice)
 
     def transcribe(self, audio_path: str | Path, waveform: np.ndarray) -> str:
         """Transcribes `waveform` (at `sampling_rate`; decoded again from `audio_path` when the speech recognizer

@@ -233,3 +233,9 @@ def test_word_error_rate_counts_substitutions_deletions_and_insertions():
     assert errors.wer == pytest.approx(3 / 8)
     with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
         word_error_rate(["a", "b"], ["a"])
+
+
+def test_silence_is_refused_with_the_words_of_every_entry_point(classifier):
+
+    with pytest.raises(ValueError, match=r"is silent \(level -inf dBFS, below -60 dBFS\): there is no speech in it"):
+        classifier(np.zeros(32000, dtype=np.float32), sampling_rate=16000, text="hello")

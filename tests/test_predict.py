@@ -292,3 +292,26 @@ def test_a_model_that_is_not_there_or_cannot_load_and_a_bad_output_are_named(mod
     for output, message in ((tmp_path / "out.txt", "must end in .csv or .jsonl"), (tmp_path, "is a folder")):
         assert main(["predict", clip, "--model", str(broken), "--output", str(output), "--quiet"]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_silence_a_click_and_noise_are_not_scored_as_speech(models, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "not-speech"
+    folder.mkdir()
+    sf.write(folder / "silence.wav", np.zeros(32000, np.float32), 16000)  # what `ffmpeg -f lavfi anullsrc` makes
+    sf.write(folder / "click.wav", np.full(800, 0.5, np.float32), 16000)  # 0.05 s
+    sf.write(folder / "blip.wav", np.full(4, 0.5, np.float32), 16000)  # shorter than the audio encoder's window
+    noise = np.random.default_rng(0).normal(0, 0.05, 48000).astype(np.float32)  # -26 dBFS of hiss, no voice
+    sf.write(folder / "hiss.wav", noise, 16000)
+    output = tmp_path / "out.csv"
+    status = main(["predict", str(folder), "--model", str(models[0]), "--output", str(output), "--quiet"])
+    assert status == 1
+    errors = {Path(row["path"]).name: row["error"] for row in _rows(output)}
+    assert "is silent (level -inf dBFS, below -60 dBFS)" in errors["silence.wav"]
+    assert "is too short (0 ms): the model needs at least" in errors["blip.wav"]
+    for name in ("click.wav", "hiss.wav"):  # long enough for the tiny test model, but no voice in them
+        assert "holds no speech: the voice-activity detector (Silero VAD) found none" in errors[name]
+    assert all(row["label"] == "" and row["transcript"] == "" for row in _rows(output))  # nothing invented
+    assert "4 files could not be classified" in capsys.readouterr().err
