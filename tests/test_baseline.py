@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -130,3 +131,17 @@ def test_the_probe_alone_reports_on_the_run_folds_without_training(
     assert not (out / "README.md").exists()  # no model, no model card
     assert "linear probe: frozen speech features | mean ± std over folds" in results["table"]
     assert "Fine-tuning" not in result.stderr
+
+
+def test_the_test_fold_cannot_change_the_probes_choice():
+    """The regularisation is chosen on validation speakers only: another test fold (other labels, other features)
+    leaves every condition's C and validation UA as they were, and changes only the test scores."""
+    split, corpus = fold([label for label in range(4) for _ in range(30)])
+    other_test = datasets.Dataset.from_dict(
+        {"label": [3 - label for label in split.test["label"]], "text": ["x"] * 40}
+    )
+    first = probe_fold(LabelFeatures(True, seed=1), split, corpus)
+    second = probe_fold(LabelFeatures(True, seed=1), replace(split, test=other_test), corpus)
+    for name in first:
+        assert (first[name]["C"], first[name]["validation_ua"]) == (second[name]["C"], second[name]["validation_ua"])
+    assert [r["label"] for r in first["probe_audio"]["rows"]] != [r["label"] for r in second["probe_audio"]["rows"]]
