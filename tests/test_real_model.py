@@ -28,7 +28,9 @@ def test_no_corpus_under_the_folder_is_an_error_that_lists_what_was_looked_for(t
         find_corpora(tmp_path / "missing")
 
 
-def test_real_model_trains_on_the_corpora_it_finds_and_publishes_a_model_with_its_card(environment, tmp_path):
+def test_real_model_trains_on_the_corpora_it_finds_and_publishes_a_model_with_its_card(
+    environment, synthetic_corpus, tmp_path
+):
     data = tmp_path / "data"
     write_ravdess(data / "RAVDESS")
     write_emodb(data / "EmoDB")
@@ -60,6 +62,24 @@ def test_real_model_trains_on_the_corpora_it_finds_and_publishes_a_model_with_it
     assert "min for the whole command" in card and "logical cores" in card  # its time and hardware
     timing = json.loads((out / "training_time.json").read_text())
     assert timing["seconds"] > 0 and len(timing["attempts"]) == 1
+
+    # It loads back through AutoModel, in another process, and mer predict serves it.
+    clip = next(synthetic_corpus.path.glob("Session1/sentences/wav/*/*.wav"))  # espeak-ng speech
+    load = "from transformers import AutoModel; import sys; print(AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).config.model_type)"  # noqa: E501
+    loaded = subprocess.run([sys.executable, "-c", load, str(model)], env=environment, capture_output=True, text=True)
+    assert loaded.stdout.strip() == "mer", loaded.stderr[-2000:]
+    mer = Path(sys.executable).with_name("mer")
+    predictions, transcripts = tmp_path / "predictions.jsonl", tmp_path / "transcripts.csv"
+    transcripts.write_text(f"path,transcript\n{clip},kids are talking by the door\n")
+    served = subprocess.run(
+        [str(mer), "predict", str(clip), "--model", str(model), "--output", str(predictions), "--quiet",
+         "--runtime", "eager", "--transcripts", str(transcripts)],
+        env=environment, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert served.returncode == 0, served.stderr[-2000:]
+    (record,) = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert record["path"] == str(clip.resolve()) and record["model"] == str(model)
+    assert record["label"] in ("neutral", "happy", "angry", "sad") and record["error"] is None
 
     # The Space says what the served model was trained on and what it scored on unheard speakers.
     from app import _provenance
