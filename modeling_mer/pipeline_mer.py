@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import subprocess
 from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
 
@@ -24,7 +25,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import Pipeline
-from transformers.pipelines.audio_utils import ffmpeg_read
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .asr_mer import SpeechRecognizer
@@ -56,8 +56,9 @@ def audio_problem(
     waveform: np.ndarray, sampling_rate: int, min_samples: int, name: str = "The recording"
 ) -> str | None:
     """Why `waveform` cannot be classified, in the words every entry point (the pipeline, `mer predict`, the Space)
-    uses, or None: no samples, fewer than `min_samples` (the audio encoder's receptive field), or silence (an RMS
-    level below `SILENCE_DBFS`). `name` names the clip in the message."""
+    uses, or None: no samples, fewer than `min_samples` (the audio encoder's receptive field), samples that are not
+    numbers (a damaged float file), or silence (an RMS level below `SILENCE_DBFS`). `name` names the clip in the
+    message."""
     if len(waveform) == 0:
         return f"{name} is empty: it holds no audio samples."
     if len(waveform) < min_samples:
@@ -66,6 +67,13 @@ def audio_problem(
             f"{1000 * min_samples / sampling_rate:.0f} ms of audio."
         )
     samples = waveform.double() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, dtype=np.float64)
+    finite = np.isfinite(np.asarray(samples))
+    if not finite.all():
+        first = int(np.argmin(finite)) / sampling_rate
+        return (
+            f"{name} holds {int((~finite).sum())} samples that are not numbers (NaN or infinite), the first at "
+            f"{first:.2f} s: the file is damaged."
+        )
     rms = float((samples**2).mean() ** 0.5)
     level = 20 * math.log10(rms) if rms > 0 else -math.inf
     if level < SILENCE_DBFS:
@@ -162,13 +170,14 @@ class MERPipeline(Pipeline):
         return getattr(self.model.config, "audio_max_seconds", None) or DEFAULT_MAX_SECONDS
 
     def preprocess(self, inputs, sampling_rate=None, max_seconds=None, speech_recognizer=None) -> dict:
-        waveform, text, name = _read_input(inputs, sampling_rate, self.processor.sampling_rate)
         limit = max_seconds or self.max_seconds
+        waveform, text, name = _read_input(inputs, sampling_rate, self.processor.sampling_rate, limit)
         max_samples = int(limit * self.processor.sampling_rate)
-        if len(waveform) > max_samples:
+        if len(waveform) > max_samples:  # a file is decoded up to just past the limit, so its length is unknown
+            lasts = "more than" if _is_encoded(inputs) else f"{len(waveform) / self.processor.sampling_rate:.1f} s,"
             logger.warning(
-                "%s lasts %.1f s: only its first %g s are classified (for long recordings, segment them first).",
-                name, len(waveform) / self.processor.sampling_rate, limit,
+                "%s lasts %s %g s: only its first %g s are classified (for long recordings, segment them first).",
+                name, lasts, limit, limit,
             )  # fmt: skip
             waveform = waveform[:max_samples]
         problem = audio_problem(waveform, self.processor.sampling_rate, self.model.config.audio_receptive_field, name)
@@ -262,9 +271,19 @@ def _with_text(item, text):
     return {"audio": item, "text": text}
 
 
-def _read_input(item, sampling_rate: int | None, model_rate: int) -> tuple[torch.Tensor, str | None, str]:
+def _is_encoded(item) -> bool:
+    """Whether `item` (or its dict's audio) is a file path or encoded bytes, which are decoded only up to the crop."""
+    if isinstance(item, Mapping):
+        item = next((item[key] for key in ("audio", "array", "raw") if key in item), None)
+    return isinstance(item, (str, Path, bytes, bytearray))
+
+
+def _read_input(
+    item, sampling_rate: int | None, model_rate: int, max_seconds: float
+) -> tuple[torch.Tensor, str | None, str]:
     """`(waveform, text, name)`: mono float32 samples at `model_rate`, the transcript given (or None), and how
-    errors name the input."""
+    errors name the input. Files and bytes are decoded up to just past `max_seconds` (so that the caller can tell
+    that they were longer), never whole: memory is bounded by the crop, not by the file."""
     text = None
     if isinstance(item, Mapping):
         audio_keys = [key for key in ("audio", "array", "raw") if key in item]
@@ -280,12 +299,13 @@ def _read_input(item, sampling_rate: int | None, model_rate: int) -> tuple[torch
         item = item[audio_keys[0]]
     else:
         name = "the input"
+    decode_seconds = max_seconds + 1 / model_rate  # one sample more than the crop says "it was longer"
     if isinstance(item, (str, Path)):
         name = f"'{item}'"
-        item = _read_file(Path(item), model_rate)
+        item = _decode(Path(item), model_rate, decode_seconds, name)
         sampling_rate = model_rate
     elif isinstance(item, (bytes, bytearray)):
-        item = _decode(bytes(item), model_rate, "the audio bytes")
+        item = _decode(bytes(item), model_rate, decode_seconds, "the audio bytes")
         sampling_rate = model_rate
     elif hasattr(item, "get_all_samples"):  # a torchcodec AudioDecoder, as `datasets` 4+ returns audio
         samples = item.get_all_samples()
@@ -301,20 +321,38 @@ def _read_input(item, sampling_rate: int | None, model_rate: int) -> tuple[torch
     return resample(waveform, int(sampling_rate), model_rate), text, name
 
 
-def _read_file(path: Path, sampling_rate: int) -> np.ndarray:
-    if not path.is_file():
-        raise ValueError(f"'{path}' is not a file.")
-    payload = path.read_bytes()
-    if not payload:
-        raise ValueError(f"'{path}' is empty (0 bytes).")
-    return _decode(payload, sampling_rate, f"'{path}'")
+def _decode(source: Path | bytes, sampling_rate: int, max_seconds: float, name: str) -> np.ndarray:
+    """The first `max_seconds` of `source` (a file, or encoded bytes) as mono float32 at `sampling_rate`, decoded
+    by ffmpeg, which stops there (transformers' `ffmpeg_read` decodes the whole input and takes bytes only).
 
-
-def _decode(payload: bytes, sampling_rate: int, name: str) -> np.ndarray:
+    Written here rather than imported from `mer.audio`, because this file travels with saved models without `mer`.
+    """
+    if isinstance(source, Path):
+        if not source.is_file():
+            raise ValueError(f"{name} is not a file.")
+        if source.stat().st_size == 0:
+            raise ValueError(f"{name} is empty (0 bytes).")
+        # "file:" keeps a name with a colon or a leading dash from being read as a protocol or an option
+        location, payload = f"file:{source.resolve()}", None
+    else:
+        if not source:
+            raise ValueError(f"{name} are empty (0 bytes).")
+        location, payload = "pipe:0", source
+    command = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", *(["-nostdin"] if payload is None else []), "-i", location,
+        "-t", f"{max_seconds:.6f}", "-vn", "-ac", "1", "-ar", str(sampling_rate), "-f", "f32le", "pipe:1",
+    ]  # fmt: skip
     try:
-        waveform = ffmpeg_read(payload, sampling_rate).copy()  # a writable array (ffmpeg_read wraps a buffer)
-    except ValueError as error:
-        raise ValueError(f"Could not read {name} as audio ({error})") from error
+        result = subprocess.run(command, input=payload, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise ValueError(
+            f"Could not read {name}: ffmpeg is not installed (apt install ffmpeg, brew install ffmpeg or conda "
+            "install ffmpeg), or give the audio as an array with its sampling_rate."
+        ) from None
+    if result.returncode != 0:
+        lines = result.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        raise ValueError(f"Could not read {name} as audio ({lines[-1] if lines else 'ffmpeg failed'}).")
+    waveform = np.frombuffer(result.stdout, dtype=np.float32).copy()  # writable
     if waveform.size == 0:
         raise ValueError(f"{name} holds no audio samples.")
     return waveform

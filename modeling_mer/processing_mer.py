@@ -237,8 +237,13 @@ def to_mono_float32(wave, name: str = "audio") -> torch.Tensor:
         raise ValueError(f"{name} has shape {tuple(wave.shape)}: expected (samples,) or (channels, samples).")
     if wave.numel() == 0:
         raise ValueError(f"{name} is empty: it has no samples.")
-    if not torch.isfinite(wave).all():
-        raise ValueError(f"{name} contains NaN or Inf samples.")
+    finite = torch.isfinite(wave)
+    if not finite.all():  # in the words of `pipeline_mer.audio_problem`, which knows the time
+        first = int((~finite).reshape(-1).nonzero()[0])
+        raise ValueError(
+            f"{name} holds {int((~finite).sum())} samples that are not numbers (NaN or infinite), the first at "
+            f"sample {first}."
+        )
     return wave.to(torch.float32).contiguous()
 
 

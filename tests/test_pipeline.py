@@ -137,6 +137,10 @@ def test_top_k_returns_the_most_likely_classes_first(classifier, utterances):
         (lambda c, d: c(str(d / "empty.wav"), text="hi"), "empty.wav' is empty"),
         (lambda c, d: c(str(d / "notes.txt"), text="hi"), "Could not read '"),
         (lambda c, d: c(np.zeros(100, dtype=np.float32), sampling_rate=16000, text="hi"), "is too short"),
+        (
+            lambda c, d: c(np.where(np.arange(16000) == 8000, np.nan, speech_like(1.0)), sampling_rate=16000),
+            r"holds 1 samples that are not numbers \(NaN or infinite\), the first at sample 8000",
+        ),
         (lambda c, d: c({"array": speech_like(1.0), "sampling_rate": 16000, "text": 3}), "'text' must be a string"),
         (lambda c, d: c({"sampling_rate": 16000}), "needs exactly one of 'audio'"),
         (lambda c, d: c(speech_like(1.0), sampling_rate=16000, text="hi", top_k=0), "top_k must be a positive"),
@@ -158,6 +162,39 @@ def test_a_clip_longer_than_the_pipeline_reads_is_cropped_with_a_warning(classif
     assert "only its first 2 s are classified" in caplog.text
     first = classifier(long[:32000], sampling_rate=16000, text="hi")
     assert max(abs(_scores(cropped)[label] - _scores(first)[label]) for label in LABELS) < 1e-6
+
+
+CROP_MEMORY = """
+import json, resource, sys
+import numpy as np
+from transformers import pipeline
+from mer.audio import decode_audio
+classifier = pipeline("multimodal-emotion-recognition", model=sys.argv[1], trust_remote_code=True, device="cpu")
+first, _ = decode_audio(sys.argv[2], 16000, max_seconds=60)
+expected = classifier(first, sampling_rate=16000, text="hello")  # the crop's own cost, paid before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+output = classifier(sys.argv[2], text="hello")
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps([grown * 1024, expected, output]))
+"""
+
+
+def test_a_long_file_is_decoded_only_up_to_the_crop(saved_mer, tmp_path):
+    recording = tmp_path / "half-hour.wav"  # 57 MB of 16-bit samples, 115 MB as float32
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anoisesrc=d=1800:c=pink:r=16000:a=0.1", str(recording)],
+        check=True,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", CROP_MEMORY, str(saved_mer), str(recording)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    grown, expected, output = json.loads(result.stdout.strip().splitlines()[-1])
+    decoded = 1800 * 16000 * 4
+    assert grown < decoded / 4, f"peak memory grew by {grown / 2**20:.0f} MiB to classify the first 60 s"
+    assert f"'{recording}' lasts more than 60 s: only its first 60 s are classified" in result.stderr
+    assert max(abs(_scores(output)[label] - _scores(expected)[label]) for label in LABELS) < 1e-5
 
 
 # --- speech recognition -------------------------------------------------------------------------------------------

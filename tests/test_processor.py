@@ -74,8 +74,13 @@ def test_processor_resamples_to_the_feature_extractor_rate(processor):
     ("audio", "text", "sampling_rate", "message"),
     [
         (np.zeros(0, np.float32), "a", 16000, "audio\\[0\\] is empty"),
-        (np.array([0.1, np.nan, 0.2], np.float32), "a", 16000, "audio\\[0\\] contains NaN or Inf"),
-        ([speech_like(0.2), np.array([0.1, np.inf] * 800, np.float32)], ["a", "b"], 16000, "audio\\[1\\] contains"),
+        (np.array([0.1, np.nan, 0.2], np.float32), "a", 16000, r"audio\[0\] holds 1 samples that are not numbers"),
+        (
+            [speech_like(0.2), np.array([0.1, np.inf] * 800, np.float32)],
+            ["a", "b"],
+            16000,
+            r"audio\[1\] holds 800 samples that are not numbers \(NaN or infinite\), the first at sample 1\.",
+        ),
         ([speech_like(0.2), speech_like(0.2)], ["only one"], 16000, "2 audio items but 1 transcripts"),
         (None, "a", 16000, "both modalities: audio missing"),
         (speech_like(0.2), None, 16000, "both modalities: text missing"),
