@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["AudioError", "FFmpegMissingError", "audio_duration", "decode_audio", "stream_audio"]
+__all__ = ["AudioError", "FFmpegMissingError", "audio_duration", "check_audio_file", "decode_audio", "stream_audio"]
 
 _BYTES_PER_SAMPLE = 4  # float32
 
@@ -57,7 +57,9 @@ def _failure(path: str | Path, stderr: bytes) -> AudioError:
     return AudioError(f"Could not read '{path}' as audio ({reason}).")
 
 
-def _check_file(path: str | Path) -> None:
+def check_audio_file(path: str | Path) -> None:
+    """Raises `AudioError` (naming `path`) when it is missing, a directory or empty: what can be said before
+    decoding."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"Could not read '{path}' as audio (no such file).")
@@ -80,7 +82,7 @@ def decode_audio(path: str | Path, sampling_rate: int, max_seconds: float | None
         AudioError: the file is missing, empty or not audio.
         FFmpegMissingError: ffmpeg is not installed.
     """
-    _check_file(path)
+    check_audio_file(path)
     result = subprocess.run(_decoder(path, sampling_rate, max_seconds), capture_output=True, check=False)
     if result.returncode != 0:
         raise _failure(path, result.stderr)
@@ -100,7 +102,7 @@ def stream_audio(path: str | Path, sampling_rate: int, chunk_seconds: float = 30
             chunks were yielded).
         FFmpegMissingError: ffmpeg is not installed.
     """
-    _check_file(path)
+    check_audio_file(path)
     chunk_bytes = max(1, int(chunk_seconds * sampling_rate)) * _BYTES_PER_SAMPLE
     with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: ffmpeg never blocks on a full stderr pipe
         process = subprocess.Popen(_decoder(path, sampling_rate, None), stdout=subprocess.PIPE, stderr=stderr)

@@ -5,7 +5,8 @@
 
 `predict` classifies files and every file under folders, appending one record per file as it goes (run the same
 command again to continue a killed run); `timeline` cuts a long recording into speech segments by voice activity
-and classifies each. Missing transcripts are transcribed (`--asr_model`, or `MER_ASR_MODEL`).
+and classifies each (the same command continues a killed run too). Missing transcripts are transcribed
+(`--asr_model`, or `MER_ASR_MODEL`).
 
 Exit status: 0 when everything was classified, 1 when some files failed (they are listed), 2 for a usage error.
 """
@@ -30,6 +31,12 @@ logger = logging.getLogger("mer")
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="the MER model: a Hub id or a directory saved by train.py")
+    parser.add_argument(
+        "--revision",
+        default=None,
+        help="the Hub commit (or tag, or branch) of --model to load: a commit hash pins the code that runs and the "
+        "weights (default: MER_MODEL_REVISION, else the latest)",
+    )
     parser.add_argument(
         "--asr_model",
         default=None,
@@ -77,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     timeline.add_argument("recording", type=Path, help="the recording: any format ffmpeg reads, any length")
     _common_options(timeline)
-    timeline.add_argument("--out", type=Path, required=True, help="folder for timeline.csv, .json and .png")
+    timeline.add_argument(
+        "--out", type=Path, required=True, help="folder for timeline.csv, .json and .png (a killed run continues)"
+    )
+    timeline.add_argument("--overwrite", action="store_true", help="replace another timeline held in --out")
     timeline.add_argument("--batch_size", type=_positive_int, default=8, help="segments per forward pass")
     timeline.add_argument("--min_seconds", type=float, default=None, help="least speech in a segment (default 0.5)")
     timeline.add_argument(
@@ -142,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 def _load(args: argparse.Namespace):
     from mer.inference import load_pipeline
 
-    return load_pipeline(args.model, args.asr_model, args.asr_backend, args.runtime, args.device)
+    return load_pipeline(
+        args.model, args.asr_model, args.asr_backend, args.runtime, args.device, revision=args.revision
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -167,6 +179,16 @@ def _predict(args: argparse.Namespace) -> int:
         f"{summary.transcribed} transcribed by speech recognition) in {seconds:.1f} s ({rate:.1f} files/s); "
         f"{summary.already_done} were already in {args.output}."
     )
+    if summary.cropped:
+        shown = ", ".join(summary.cropped[:3]) + (
+            f" and {len(summary.cropped) - 3} more" if len(summary.cropped) > 3 else ""
+        )
+        print(
+            f"{len(summary.cropped)} files were longer than the model reads: only their first "
+            f"{summary.max_seconds:g} s were classified ({shown}; column cropped). For long recordings, use mer "
+            "timeline.",
+            file=sys.stderr,
+        )
     if summary.failed:
         print(f"{len(summary.failed)} files could not be classified:", file=sys.stderr)
         for path, reason in summary.failed.items():
@@ -209,6 +231,7 @@ def _timeline(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
         progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     print(timeline.summary())
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -15,9 +16,20 @@ from transformers import AutoModel, AutoProcessor
 from mer.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES, prepare_for_inference
 from modeling_mer.pipeline_mer import PIPELINE_TASK, MERPipeline
 
-__all__ = ["ModelLoadError", "check_model_location", "load_pipeline", "model_fingerprint", "resolve_device"]
+__all__ = [
+    "REVISION_VARIABLE",
+    "ModelLoadError",
+    "check_model_location",
+    "load_pipeline",
+    "model_fingerprint",
+    "resolve_device",
+    "resolve_revision",
+]
 
 logger = logging.getLogger(__name__)
+
+# The environment variable that pins the model the commands and the Space load (as --revision does).
+REVISION_VARIABLE = "MER_MODEL_REVISION"
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -41,11 +53,14 @@ def load_pipeline(
     asr_backend: str = "auto",
     runtime: str | None = None,
     device: str | None = None,
+    revision: str | None = None,
 ) -> MERPipeline:
     """The emotion pipeline of the saved MER model `model` (Hub id or directory, loaded with its own code).
 
     Args:
         model: the MER model (`trust_remote_code=True`: its saved code runs).
+        revision: the Hub commit (or tag, or branch) to load `model` at; default `MER_MODEL_REVISION`, else the
+            latest. A commit hash pins both the code that runs and the weights (see `resolve_revision`).
         asr_model, asr_backend: speech recognition for missing transcripts (see `modeling_mer.asr_mer`); default
             `MER_ASR_MODEL`, else Whisper small.en, loaded on first use.
         runtime: on CPU, one of `mer.runtime.RUNTIMES` (default `DEFAULT_CPU_RUNTIME`); on a GPU only "eager".
@@ -63,11 +78,13 @@ def load_pipeline(
     if runtime != "eager" and device.type != "cpu":
         raise ValueError(f"The {runtime} runtime runs on the CPU only; on {device} use --runtime eager.")
     check_model_location(model)
+    revision = resolve_revision(model, revision)
     try:
-        network = AutoModel.from_pretrained(model, trust_remote_code=True)
-        processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
+        network = AutoModel.from_pretrained(model, trust_remote_code=True, revision=revision)
+        processor = AutoProcessor.from_pretrained(model, trust_remote_code=True, revision=revision)
     except Exception as error:  # noqa: BLE001 - its own code, its files, the Hub: whatever fails, the model is named
-        raise ModelLoadError(f"The model {model} cannot be loaded: {type(error).__name__}: {error}") from error
+        at = f" at revision {revision}" if revision else ""
+        raise ModelLoadError(f"The model {model}{at} cannot be loaded: {type(error).__name__}: {error}") from error
     if getattr(network.config, "model_type", None) != "mer":
         raise ValueError(f"{model} holds a {network.config.model_type!r} model, not a MER model.")
     # The installed pipeline class rather than the model's copy: it also serves models saved before their configs
@@ -86,6 +103,33 @@ def load_pipeline(
     pipe.runtime = runtime
     logger.info("Loaded %s (%s) on %s with the %s runtime", model, pipe.fingerprint, device, runtime)
     return pipe
+
+
+def resolve_revision(model: str, revision: str | None = None) -> str | None:
+    """The revision to load `model` at: `revision`, else `MER_MODEL_REVISION`, else None (the Hub's latest).
+
+    A model is loaded with `trust_remote_code=True`: the code saved beside its weights runs here. A full commit hash
+    pins that code and the weights, so that what runs is what was reviewed (transformers loads the code from the
+    same revision as the weights); a branch or a tag still moves with the repository.
+
+    Raises:
+        ValueError: a revision for a local directory, which has none (naming both, and where the revision came
+            from).
+    """
+    given = revision or os.environ.get(REVISION_VARIABLE) or None
+    if given is None:
+        if not Path(model).expanduser().is_dir():
+            logger.info(
+                "Loading %s at its latest revision; pin a commit with --revision or %s", model, REVISION_VARIABLE
+            )
+        return None
+    if Path(model).expanduser().is_dir():
+        source = "--revision" if revision else REVISION_VARIABLE
+        raise ValueError(
+            f"{source} {given} pins a commit of a Hub model, but {model} is a local directory, which has no "
+            f"revisions: give a Hub id, or drop {source}."
+        )
+    return given
 
 
 class ModelLoadError(RuntimeError):

@@ -138,13 +138,16 @@ class TranscriptTable:
 
 @dataclass
 class PredictionSummary:
-    """What a run did: files classified now, files already in the output, failures (path -> reason)."""
+    """What a run did: files classified now, files already in the output, failures (path -> reason), files of which
+    only the first `max_seconds` were classified."""
 
     classified: int = 0
     already_done: int = 0
     audio_seconds: float = 0.0
     transcribed: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    cropped: list[str] = field(default_factory=list)
+    max_seconds: float | None = None
 
 
 class PredictionLog:
@@ -223,14 +226,7 @@ class PredictionLog:
         """Replaces the file with `records` (as read back), in one step."""
         staging = self.path.with_name(self.path.name + ".partial")
         with staging.open("w", newline="", encoding="utf-8") as handle:
-            if self.format == "jsonl":
-                handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-            else:
-                writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
-                writer.writeheader()
-                writer.writerows(records)
-            handle.flush()
-            os.fsync(handle.fileno())
+            self._write(handle, records, header=True)
         staging.replace(self.path)
 
     def _parse(self, text: str) -> list[dict]:
@@ -267,16 +263,22 @@ class PredictionLog:
         """Appends `records` (from `record`) and flushes them to disk."""
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = records if self.format == "jsonl" else [self._flat(r) for r in records]
         with self.path.open("a", newline="", encoding="utf-8") as handle:
-            if self.format == "jsonl":
-                handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-            else:
-                writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
-                if new:
-                    writer.writeheader()
-                writer.writerows(self._flat(r) for r in records)
-            handle.flush()
-            os.fsync(handle.fileno())
+            self._write(handle, rows, header=new)
+
+    def _write(self, handle, rows: list[dict], header: bool) -> None:
+        """Writes `rows` as they stand in the file (JSON objects, or CSV rows with a `header` first) and flushes
+        them to disk."""
+        if self.format == "jsonl":
+            handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        else:
+            writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
+            if header:
+                writer.writeheader()
+            writer.writerows(rows)
+        handle.flush()
+        os.fsync(handle.fileno())
 
     def record(self, path: Path, result: dict | None = None, error: str | None = None, **audio) -> dict:
         """One file's record: the pipeline's `result`, or the `error` that kept it from one; `audio` holds
@@ -326,7 +328,7 @@ def predict_files(
 ) -> PredictionSummary:
     """Classifies `files` (skipping those `log` already holds) and appends a record per file to `log`, batch by
     batch. Returns what was done; failures are in the log (with their reason) and in the summary."""
-    summary = PredictionSummary()
+    summary = PredictionSummary(max_seconds=pipe.max_seconds)
     todo = [path for path in files if str(path) not in log.done]
     summary.already_done = len(files) - len(todo)
     rate = pipe.processor.sampling_rate
@@ -398,5 +400,7 @@ def _account(summary: PredictionSummary, records: list[dict], bar: tqdm) -> None
             summary.classified += 1
             summary.audio_seconds += record["seconds"]
             summary.transcribed += record["transcript_source"] == "asr"
+            if record["cropped"]:
+                summary.cropped.append(record["path"])
     bar.update(len(records))
     bar.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, {len(summary.failed)} failed", refresh=False)

@@ -4,15 +4,25 @@ picture of the emotion probabilities over time with the words under them.
 
 The recording is decoded, segmented and classified chunk by chunk: memory stays bounded whatever its length (only
 the segments of one batch are held), and the CSV grows as segments are classified.
+
+The folder always says what it holds: `timeline.json` is written first (naming the recording, its size and the
+model, with `"complete": false`) and again when the run ends. A killed run of the same recording with the same model
+and settings resumes: the segments already classified (kept exactly in `timeline.partial.jsonl` until the end) are
+not classified again. A folder holding another recording's or another model's timeline is refused unless
+`overwrite` is set. Samples that are not numbers (NaN or infinite, from a damaged float file) are read as silence,
+with a warning naming the recording and the time of the first.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,11 +41,23 @@ from mer.vad import (
 )
 from modeling_mer.pipeline_mer import MERPipeline
 
-__all__ = ["Timeline", "TimelineSegment", "classify_segments", "segment_lengths", "timeline_figure", "write_timeline"]
+__all__ = [
+    "RecordingTooLong", "Timeline", "TimelineSegment", "classify_segments", "segment_lengths", "timeline_figure",
+    "write_timeline",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 _CHUNK_SECONDS = 30.0  # decoded at a time: 30 s of 16 kHz float32 is 1.9 MB
 _MAX_WORDS_SHOWN = 40  # characters of a segment's transcript drawn under it (what fits the panel)
 _MAX_SEGMENTS_WITH_WORDS = 200  # beyond this, words would overlap: the picture leaves them to the table
+_FILES = ("timeline.json", "timeline.csv", "timeline.png", "timeline.partial.jsonl")
+# What makes two runs the same run: a killed one resumes only when all of these agree.
+_IDENTITY = ("recording", "recording_bytes", "labels", "model_fingerprint", "asr_model", "min_seconds", "max_seconds")
+
+
+class RecordingTooLong(ValueError):
+    """The recording holds more audio than the caller allows (counted from the decoded samples, not the header)."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +85,11 @@ class Timeline:
     asr_model: str | None
     min_seconds: float
     max_seconds: float
+    recording_bytes: int | None = None
     duration_seconds: float = 0.0
     processing_seconds: float = 0.0
+    complete: bool = False
+    non_finite_samples: int = 0  # NaN or infinite samples, read as silence
     segments: list[TimelineSegment] = field(default_factory=list)
 
     @property
@@ -74,20 +99,35 @@ class Timeline:
 
     def summary(self) -> str:
         """What a user reads when the command ends."""
+        damaged = (
+            f" {self.non_finite_samples} samples were not numbers (NaN or infinite) and were read as silence."
+            if self.non_finite_samples
+            else ""
+        )
         if not self.segments:
-            return f"No speech was found in {self.recording} ({self.duration_seconds:.1f} s): the timeline is empty."
+            return (
+                f"No speech was found in {self.recording} ({self.duration_seconds:.1f} s): the timeline is empty."
+                + damaged
+            )
         speech = sum(segment.end - segment.start for segment in self.segments)
         counts = {label: sum(s.label == label for s in self.segments) for label in self.labels}
         shares = ", ".join(f"{label} {count}" for label, count in counts.items() if count)
         return (
             f"{len(self.segments)} speech segments ({speech:.1f} s of speech in {self.duration_seconds:.1f} s) "
-            f"classified in {self.processing_seconds:.1f} s (real-time factor {self.real_time_factor:.3f}): {shares}."
+            f"classified in {self.processing_seconds:.1f} s (real-time factor {self.real_time_factor:.3f}): "
+            f"{shares}.{damaged}"
         )
 
     def to_json(self) -> dict:
         record = asdict(self)
         record["real_time_factor"] = self.real_time_factor
         return record
+
+    @classmethod
+    def from_json(cls, record: dict) -> Timeline:
+        fields = {name: value for name, value in record.items() if name in cls.__dataclass_fields__}
+        fields["segments"] = [TimelineSegment(**segment) for segment in record.get("segments", [])]
+        return cls(**fields)
 
 
 def segment_lengths(pipe: MERPipeline, min_seconds: float | None = None, max_seconds: float | None = None):
@@ -148,56 +188,183 @@ def write_timeline(
     min_seconds: float | None = None,
     max_seconds: float | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    max_duration_seconds: float | None = None,
 ) -> Timeline:
     """Builds the timeline of `recording` and writes `timeline.csv` (row by row, as segments are classified),
-    `timeline.json` and `timeline.png` into `out_dir`. A recording without speech gives an empty timeline.
+    `timeline.json` and `timeline.png` into `out_dir`. A recording without speech gives an empty timeline. A killed
+    run of the same recording and model in `out_dir` is continued; a finished one is returned as it is.
+
+    `max_duration_seconds` stops a recording that holds more audio than that, whatever its header says.
 
     Raises:
         mer.audio.AudioError: the recording cannot be read (naming it).
-        ValueError: bad segment lengths (see `segment_lengths`).
+        ValueError: bad segment lengths (see `segment_lengths`), or `out_dir` holds another timeline (naming its
+            recording and model) and `overwrite` is not set.
+        RecordingTooLong: the recording holds more than `max_duration_seconds` of audio.
     """
     recording, out_dir = Path(recording), Path(out_dir)
     min_seconds, max_seconds = segment_lengths(pipe, min_seconds, max_seconds)
     labels = pipe.labels
     timeline = Timeline(
-        recording=str(recording),
+        recording=str(recording.resolve()),
         labels=labels,
         model=str(pipe.model.config.name_or_path),
         model_fingerprint=getattr(pipe, "fingerprint", ""),
         asr_model=pipe.speech_recognizer().model,
         min_seconds=min_seconds,
         max_seconds=max_seconds,
+        recording_bytes=recording.stat().st_size,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    done = _resume(timeline, out_dir, overwrite)
+    if timeline.complete:
+        logger.warning("%s already holds the finished timeline of %s: nothing to do.", out_dir, recording)
+        return timeline
+    started = time.perf_counter() - timeline.processing_seconds
     total = audio_duration(recording)
-    started = time.perf_counter()
     bar = tqdm(total=total, unit="s", unit_scale=True, disable=not progress, dynamic_ncols=True, desc="audio")
-    chunks = _counted(stream_audio(recording, VAD_SAMPLING_RATE, _CHUNK_SECONDS), timeline, bar)
-    segments = speech_segments(chunks, VAD_SAMPLING_RATE, min_seconds=min_seconds, max_seconds=max_seconds)
-    csv_path = out_dir / "timeline.csv"
-    with bar, csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["start", "end", "transcript", "transcript_source", "label", "score", *labels])
-        for segment in classify_segments(pipe, segments, batch_size):
+    decoded = _counted(stream_audio(recording, VAD_SAMPLING_RATE, _CHUNK_SECONDS), timeline, bar, max_duration_seconds)
+    segments = speech_segments(decoded, VAD_SAMPLING_RATE, min_seconds=min_seconds, max_seconds=max_seconds)
+    todo = (segment for segment in segments if segment.end > done + 1e-6)  # what a killed run had not classified
+    with bar, closing(decoded), _Writer(out_dir, labels, timeline) as writer:
+        for segment in classify_segments(pipe, todo, batch_size):
             timeline.segments.append(segment)
-            writer.writerow(
-                [segment.start, segment.end, spreadsheet_safe(segment.transcript), segment.transcript_source,
-                 segment.label, f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in labels)]
-            )  # fmt: skip
-            handle.flush()
+            writer.write(segment, time.perf_counter() - started)
             bar.set_postfix_str(f"{len(timeline.segments)} segments", refresh=False)
     timeline.processing_seconds = time.perf_counter() - started
-    (out_dir / "timeline.json").write_text(json.dumps(timeline.to_json(), indent=1, ensure_ascii=False) + "\n")
+    timeline.complete = True
     figure = timeline_figure(timeline)
     figure.savefig(out_dir / "timeline.png", dpi=110)
     _close(figure)
+    _write_json(out_dir, timeline)
+    (out_dir / "timeline.partial.jsonl").unlink(missing_ok=True)
     return timeline
 
 
-def _counted(chunks: Iterable, timeline: Timeline, bar: tqdm) -> Iterator:
+def _resume(timeline: Timeline, out_dir: Path, overwrite: bool) -> float:
+    """Readies `out_dir` for `timeline`: takes over what a killed run of the same recording and model classified
+    (into `timeline.segments`), or what a finished one holds (then `timeline.complete`), or starts afresh, and
+    returns the end (seconds) of the last segment already done.
+
+    Raises:
+        ValueError: `out_dir` holds another run's files, and `overwrite` is not set.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    held = [name for name in _FILES if (out_dir / name).exists()]
+    if overwrite or not held:
+        for name in held:
+            (out_dir / name).unlink()
+        _write_json(out_dir, timeline)
+        return 0.0
+    try:
+        earlier = json.loads((out_dir / "timeline.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = None
+    if not isinstance(earlier, dict) or any(earlier.get(key) != getattr(timeline, key) for key in _IDENTITY):
+        raise ValueError(_other_run(out_dir, timeline, earlier, held))
+    if earlier.get("complete"):
+        finished = Timeline.from_json(earlier)
+        timeline.__dict__.update(finished.__dict__)
+        return math.inf
+    segments, seconds = _partial_segments(out_dir / "timeline.partial.jsonl")
+    timeline.segments, timeline.processing_seconds = segments, seconds
+    logger.warning(
+        "%s: continuing a killed run of %s (%d segments were classified).", out_dir, timeline.recording, len(segments)
+    )
+    return segments[-1].end if segments else 0.0
+
+
+def _other_run(out_dir: Path, timeline: Timeline, earlier: dict | None, held: list[str]) -> str:
+    if earlier is None:
+        what = f"files of another run ({', '.join(held)}) and no readable timeline.json"
+    else:
+        model = f"{earlier.get('model')} ({earlier.get('model_fingerprint')})"
+        what = f"the timeline of {earlier.get('recording')} by {model}"
+        differs = [key for key in _IDENTITY if earlier.get(key) != getattr(timeline, key)]
+        what += f", which differs in {', '.join(differs)}"
+    return (
+        f"--out {out_dir} holds {what}; this run is {timeline.recording} by {timeline.model} "
+        f"({timeline.model_fingerprint}). Choose another --out, or pass --overwrite to replace it."
+    )
+
+
+def _partial_segments(path: Path) -> tuple[list[TimelineSegment], float]:
+    """The segments a killed run kept, in order, and the seconds it had spent; a last line cut short by the kill is
+    dropped (its segment is done again)."""
+    segments, seconds = [], 0.0
+    if not path.exists():
+        return segments, seconds
+    lines = path.read_text(encoding="utf-8", errors="replace").rstrip("\x00").split("\n")
+    for line in lines[:-1]:  # the text after the last newline is a record the kill cut short, if anything
+        try:
+            record = json.loads(line)
+            seconds = float(record.pop("processing_seconds"))
+            segments.append(TimelineSegment(**record))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            break  # a torn record: it and what follows are done again
+    return segments, seconds
+
+
+def _write_json(out_dir: Path, timeline: Timeline) -> None:
+    staging = out_dir / "timeline.json.partial"
+    staging.write_text(json.dumps(timeline.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    staging.replace(out_dir / "timeline.json")
+
+
+class _Writer:
+    """Appends each classified segment to `timeline.partial.jsonl` (exact, flushed to disk: what a resumed run reads)
+    and to `timeline.csv` (rounded, spreadsheet-safe: what people read), which starts with the segments already
+    done."""
+
+    def __init__(self, out_dir: Path, labels: list[str], timeline: Timeline):
+        self.labels = labels
+        self.partial = (out_dir / "timeline.partial.jsonl").open("w", encoding="utf-8")
+        self.table = (out_dir / "timeline.csv").open("w", newline="", encoding="utf-8")
+        self.rows = csv.writer(self.table, lineterminator="\n")
+        self.rows.writerow(["start", "end", "transcript", "transcript_source", "label", "score", *labels])
+        for segment in timeline.segments:  # what a killed run had done
+            self.write(segment, timeline.processing_seconds)
+
+    def write(self, segment: TimelineSegment, processing_seconds: float) -> None:
+        record = {**asdict(segment), "processing_seconds": round(processing_seconds, 3)}
+        self.partial.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.rows.writerow(
+            [segment.start, segment.end, spreadsheet_safe(segment.transcript), segment.transcript_source,
+             segment.label, f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in self.labels)]
+        )  # fmt: skip
+        for handle in (self.partial, self.table):
+            handle.flush()
+        os.fsync(self.partial.fileno())
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.partial.close()
+        self.table.close()
+
+
+def _counted(chunks: Iterable, timeline: Timeline, bar: tqdm, limit: float | None) -> Iterator:
+    """The decoded chunks, counted into `timeline.duration_seconds` and the bar, with samples that are not numbers
+    set to silence; stops with `RecordingTooLong` past `limit` seconds."""
+    timeline.duration_seconds = 0.0
     for chunk in chunks:
+        bad = ~np.isfinite(chunk)
+        if bad.any():
+            if not timeline.non_finite_samples:
+                first = timeline.duration_seconds + int(np.argmax(bad)) / VAD_SAMPLING_RATE
+                logger.warning(
+                    "%s holds samples that are not numbers (NaN or infinite), the first at %.2f s: they are read as "
+                    "silence.", timeline.recording, first,
+                )  # fmt: skip
+            timeline.non_finite_samples += int(bad.sum())
+            chunk = np.where(bad, np.float32(0.0), chunk)
         seconds = len(chunk) / VAD_SAMPLING_RATE
         timeline.duration_seconds += seconds
+        if limit is not None and timeline.duration_seconds > limit:
+            raise RecordingTooLong(
+                f"{timeline.recording} holds more than {limit:g} s of audio (whatever its header says)."
+            )
         bar.update(seconds)
         yield chunk
 

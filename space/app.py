@@ -6,6 +6,8 @@ Run `python space/app.py` (or `make space`); the same folder runs unchanged as a
 comes from the environment only (never from the user):
 
     MER_MODEL         Hub id or local directory of the MER model (default: the model the project publishes)
+    MER_MODEL_REVISION  the Hub commit of MER_MODEL to load: its code runs here, and a commit hash pins it
+                      (deploy.py sets it to the commit the model was at when the Space was deployed)
     MER_ASR_MODEL     speech-recognition model used when no transcript is typed (default: Whisper small.en)
     MER_MAX_SECONDS   longer utterances are cropped to this many seconds, with a notice (default: 60)
     MER_MAX_TIMELINE_MINUTES  longer recordings are refused by the timeline (default: 30)
@@ -28,8 +30,10 @@ import html
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,11 +88,12 @@ class Settings:
     concurrency_limit: int = 1
     max_timeline_minutes: float = DEFAULT_MAX_TIMELINE_MINUTES
     runtime: str | None = None  # None: int8 on a CPU, eager on a GPU (`EmotionRecognizer`)
+    revision: str | None = None  # None: the latest
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """Reads MER_MODEL, MER_ASR_MODEL, MER_MAX_SECONDS, MER_CONCURRENCY, MER_MAX_TIMELINE_MINUTES and MER_RUNTIME;
-        unset or empty means the default.
+        """Reads MER_MODEL, MER_MODEL_REVISION, MER_ASR_MODEL, MER_MAX_SECONDS, MER_CONCURRENCY,
+        MER_MAX_TIMELINE_MINUTES and MER_RUNTIME; unset or empty means the default.
 
         Raises:
             ValueError: naming the variable, when MER_MAX_SECONDS, MER_CONCURRENCY or MER_MAX_TIMELINE_MINUTES is
@@ -101,6 +106,7 @@ class Settings:
             concurrency_limit=_positive(environ, "MER_CONCURRENCY", int, cls.concurrency_limit),
             max_timeline_minutes=_positive(environ, "MER_MAX_TIMELINE_MINUTES", float, cls.max_timeline_minutes),
             runtime=environ.get("MER_RUNTIME") or cls.runtime,
+            revision=environ.get("MER_MODEL_REVISION") or cls.revision,
         )
 
 
@@ -129,9 +135,14 @@ def build_demo(
         recognizer: the model and the speech recognition every request shares.
         concurrency_limit: requests the model serves at once (both tabs, UI and API together); the rest wait in a
             queue of at most `MAX_QUEUE_SIZE`.
-        examples_dir: where the example clips are spoken; a new temporary directory by default.
+        examples_dir: where the example clips are spoken; a folder of the app's own by default.
+
+    What the app writes (timelines, example clips) goes into one temporary folder, removed when the app stops
+    (`main` turns the SIGTERM a Space gets into a clean stop) or when the Blocks are garbage-collected.
     """
-    timelines_dir = Path(tempfile.mkdtemp(prefix="mer-timelines-"))
+    workspace = Path(tempfile.mkdtemp(prefix="mer-space-"))
+    timelines_dir = workspace / "timelines"
+    timelines_dir.mkdir()
 
     def analyse(audio_path: str | None, transcript: str | None) -> tuple[dict[str, float], str, np.ndarray, str]:
         """The UI's action: emotion distribution, transcript used, attention picture, details."""
@@ -158,7 +169,7 @@ def build_demo(
             return None, timeline_table(result), None, summary
         return str(out_dir / "timeline.png"), timeline_table(result), str(out_dir / "timeline.csv"), summary
 
-    examples = make_example_clips(examples_dir or tempfile.mkdtemp(prefix="mer-examples-"))
+    examples = make_example_clips(examples_dir or workspace / "examples")
     with gr.Blocks(
         title="MER: emotion in speech and words", delete_cache=(CACHE_LIFETIME_SECONDS, CACHE_LIFETIME_SECONDS)
     ) as demo:
@@ -170,6 +181,7 @@ def build_demo(
             with gr.Tab("Long recording", elem_id="timeline-tab"):
                 _timeline_tab(recognizer, timeline, listener)
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=MAX_QUEUE_SIZE)
+    weakref.finalize(demo, shutil.rmtree, workspace, ignore_errors=True)  # also at the interpreter's exit
     return demo
 
 
@@ -355,9 +367,11 @@ def main() -> None:
         max_seconds=settings.max_seconds,
         max_timeline_minutes=settings.max_timeline_minutes,
         runtime=settings.runtime,
+        revision=settings.revision,
     )
     demo = build_demo(recognizer, concurrency_limit=settings.concurrency_limit)
     logger.info("Loaded %s and built the app in %.1f s", settings.model, time.perf_counter() - started)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop: gradio closes, the workspace is removed
     demo.launch(max_file_size=MAX_UPLOAD_SIZE)
 
 

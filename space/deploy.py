@@ -2,11 +2,14 @@
 modules it imports (`mer/...`, `modeling_mer/...`, under the same paths, so that `python app.py` imports them from
 beside itself on the Space).
 
-    python space/deploy.py --space_id user/mer-demo [--model user/mer-model] [--asr_model openai/whisper-base.en]
+    python space/deploy.py --space_id user/mer-demo [--model user/mer-model] [--revision COMMIT]
+        [--asr_model openai/whisper-base.en]
 
-Authentication is huggingface_hub's (`hf auth login`, or the HF_TOKEN environment variable). `--model` and
-`--asr_model` become the Space variables MER_MODEL / MER_ASR_MODEL and the `models` of its card; without them the
-Space uses the defaults in app.py and recognizer.py.
+Authentication is huggingface_hub's (`hf auth login`, or the HF_TOKEN environment variable). The model the Space
+serves (`--model`, else app.py's default) is pinned: the Space variables MER_MODEL and MER_MODEL_REVISION name it and
+the commit it is at now (or the commit `--revision` names), so that the code the Space runs with
+`trust_remote_code=True` cannot change under it. `--asr_model` becomes MER_ASR_MODEL. Both models are the `models`
+of the Space's card.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ PROJECT_FILES = (
     "mer/__init__.py",
     "mer/audio.py",
     "mer/export.py",
+    "mer/inference.py",
     "mer/runtime.py",
     "mer/tables.py",
     "mer/timeline.py",
@@ -67,16 +71,19 @@ def deploy(
     asr_model: str | None = None,
     private: bool = False,
     api: HfApi | None = None,
+    revision: str | None = None,
 ) -> str:
     """Creates the Space `space_id` (Gradio SDK) if needed, replaces its app with this folder's `APP_FILES` and the
     repository's `PROJECT_FILES` in one commit (Python files it no longer has are deleted, in subfolders too), and
-    sets MER_MODEL / MER_ASR_MODEL when given.
+    pins the model it serves: MER_MODEL (`model`, else the card's default) and MER_MODEL_REVISION (the commit
+    `revision` names, else the model's latest commit now). Sets MER_ASR_MODEL when `asr_model` is given.
 
     Returns:
         The URL of the commit.
 
     Raises:
-        ValueError: `model` or `asr_model` is a local path (a Space can only load models from the Hub).
+        ValueError: `model` or `asr_model` is a local path (a Space can only load models from the Hub), or the
+            model (at `revision`) cannot be found on the Hub, before anything is uploaded.
     """
     for name, value in (("--model", model), ("--asr_model", asr_model)):
         if value and Path(value).exists():
@@ -85,6 +92,12 @@ def deploy(
                 "(save_pretrained + push_to_hub) and pass its Hub id."
             )
     api = api or HfApi()
+    served = model or SpaceCard.load(SPACE_DIR / "README.md").data.models[0]
+    try:
+        pinned = api.model_info(served, revision=revision).sha
+    except Exception as error:  # noqa: BLE001 - not found, gated, no network: the Space would not load it either
+        at = f" at revision {revision}" if revision else ""
+        raise ValueError(f"Cannot pin the model {served}{at} on the Hub ({type(error).__name__}: {error}).") from error
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mer-space-") as staging:
         for name in APP_FILES:
@@ -100,7 +113,7 @@ def deploy(
             delete_patterns=["*.py"],
             commit_message=f"Deploy the MER app{f' with {model}' if model else ''}",
         )
-    for key, value in (("MER_MODEL", model), ("MER_ASR_MODEL", asr_model)):
+    for key, value in (("MER_MODEL", served), ("MER_MODEL_REVISION", pinned), ("MER_ASR_MODEL", asr_model)):
         if value:
             api.add_space_variable(space_id, key, value)
     return commit.commit_url
@@ -110,11 +123,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space_id", required=True, help="the Space to create or update, as user/name")
     parser.add_argument("--model", help="Hub id of the MER model the Space serves (sets MER_MODEL)")
+    parser.add_argument(
+        "--revision", help="the model's commit (or tag, or branch) to pin (sets MER_MODEL_REVISION; default: now)"
+    )
     parser.add_argument("--asr_model", help="Hub id of the speech-recognition model (sets MER_ASR_MODEL)")
     parser.add_argument("--private", action="store_true", help="create the Space private (new Spaces only)")
     args = parser.parse_args(argv)
     try:
-        url = deploy(args.space_id, model=args.model, asr_model=args.asr_model, private=args.private)
+        url = deploy(
+            args.space_id, model=args.model, asr_model=args.asr_model, private=args.private, revision=args.revision
+        )
     except ValueError as error:
         parser.error(str(error))
     print(f"Deployed: {url}\nSpace: https://huggingface.co/spaces/{args.space_id}")

@@ -15,7 +15,6 @@ out_dir)` a `mer.timeline.Timeline`; both raise `InputError` (the user's input c
 from __future__ import annotations
 
 import logging
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +22,10 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from mer.audio import AudioError, FFmpegMissingError, audio_duration, decode_audio, stream_audio
+from mer.audio import AudioError, FFmpegMissingError, audio_duration, check_audio_file, decode_audio
+from mer.inference import resolve_revision
 from mer.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
-from mer.timeline import Timeline, write_timeline
+from mer.timeline import RecordingTooLong, Timeline, write_timeline
 from mer.vad import has_speech
 from modeling_mer.asr_mer import DEFAULT_ASR_MODEL, SpeechRecognizer
 from modeling_mer.pipeline_mer import PIPELINE_TASK, SILENCE_DBFS, MERPipeline, audio_problem
@@ -101,6 +101,8 @@ class EmotionRecognizer:
 
     Args:
         model_name_or_path: Hub id or local directory of a saved MER model and processor.
+        revision: the Hub commit to load it at (its code runs here: a commit hash pins what runs); default
+            `MER_MODEL_REVISION`, else the latest (`mer.inference.resolve_revision`).
         asr_model: the speech-recognition model used when no transcript is given (a Hub id, a faster-whisper size
             name or a local directory; see `modeling_mer.asr_mer.SpeechRecognizer`). Loaded on first use.
         max_seconds: longer utterances are cropped to their first `max_seconds` (with a notice); at most the audio
@@ -124,6 +126,7 @@ class EmotionRecognizer:
         max_timeline_minutes: float = DEFAULT_MAX_TIMELINE_MINUTES,
         device: str | None = None,
         runtime: str | None = None,
+        revision: str | None = None,
     ):
         if not max_seconds > 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds!r}.")
@@ -140,11 +143,13 @@ class EmotionRecognizer:
                 f"The Space runs the model on {' or '.join(ATTENTION_RUNTIMES)} (it shows attention weights), "
                 f"not {self.runtime!r}."
             )
-        self.model = AutoModel.from_pretrained(self.model_name_or_path, trust_remote_code=True).to(self.device).eval()
+        self.revision = resolve_revision(self.model_name_or_path, revision)
+        pinned = {"trust_remote_code": True, "revision": self.revision}
+        self.model = AutoModel.from_pretrained(self.model_name_or_path, **pinned).to(self.device).eval()
         if getattr(self.model.config, "model_type", None) != "mer":
             raise ValueError(f"{self.model_name_or_path} holds a {self.model.config.model_type!r} model, not MER.")
         self.model = prepare_for_inference(self.model, self.runtime)
-        self.processor = AutoProcessor.from_pretrained(self.model_name_or_path, trust_remote_code=True)
+        self.processor = AutoProcessor.from_pretrained(self.model_name_or_path, **pinned)
         window = getattr(self.model.config, "audio_max_seconds", None)  # Whisper towers take 30 s at once
         if window is not None and window < self.max_seconds:
             self.max_seconds = window
@@ -277,8 +282,13 @@ class EmotionRecognizer:
             raise InputError("No audio: record with the microphone or upload a file, then submit.")
         self._check_timeline_length(audio_path)
         self.speech_recognizer()  # a ServiceError now rather than at the first segment
-        try:
-            timeline = write_timeline(self.pipeline, audio_path, out_dir, progress=progress)
+        limit = 60 * self.max_timeline_minutes
+        try:  # the limit holds for the samples the file holds, whatever its header said
+            timeline = write_timeline(
+                self.pipeline, audio_path, out_dir, progress=progress, max_duration_seconds=limit, overwrite=True
+            )
+        except RecordingTooLong:
+            raise InputError(self._too_long(f"more than {self._allowed}")) from None
         except AudioError as error:
             raise InputError(_unreadable(audio_path, error)) from None
         except FFmpegMissingError:
@@ -287,23 +297,26 @@ class EmotionRecognizer:
         return timeline
 
     def _check_timeline_length(self, audio_path: str | Path) -> None:
-        limit = self.max_timeline_minutes
-        allowed = f"{limit:g} minute{'' if limit == 1 else 's'}"
+        """Refuses, before anything is decoded, a recording whose header says it is over the limit (the samples are
+        counted against the limit as they are decoded too, for a header that says nothing or lies)."""
         try:
-            seconds = audio_duration(audio_path)
-            if seconds is not None:
-                lasts = f"{seconds / 60:.1f} minutes"
-            else:  # the container does not say (or it is not audio): count the samples, up to the limit
-                seconds, lasts = _streamed_seconds(audio_path, self.sampling_rate, 60 * limit), f"more than {allowed}"
+            check_audio_file(audio_path)
         except AudioError as error:
             raise InputError(_unreadable(audio_path, error)) from None
-        except FFmpegMissingError:
-            raise ServiceError(_NO_FFMPEG) from None
-        if seconds > 60 * limit:
-            raise InputError(
-                f"The recording lasts {lasts}; the timeline takes at most {allowed}. Cut it into parts and give "
-                "them one at a time."
-            )
+        seconds = audio_duration(audio_path)
+        if seconds is not None and seconds > 60 * self.max_timeline_minutes:
+            raise InputError(self._too_long(f"{seconds / 60:.1f} minutes"))
+
+    @property
+    def _allowed(self) -> str:
+        limit = self.max_timeline_minutes
+        return f"{limit:g} minute{'' if limit == 1 else 's'}"
+
+    def _too_long(self, lasts: str) -> str:
+        return (
+            f"The recording lasts {lasts}; the timeline takes at most {self._allowed}. Cut it into parts and give "
+            "them one at a time."
+        )
 
     @torch.inference_mode()
     def _classify(
@@ -358,14 +371,3 @@ def _unreadable(path: str | Path, error: AudioError) -> str:
     for shown in {str(path), str(Path(path)), str(Path(path).resolve())}:
         message = message.replace(f"'{shown}'", f"'{name}'")
     return f"{message} Upload a wav, mp3, ogg or flac file."
-
-
-def _streamed_seconds(path: str | Path, sampling_rate: int, stop_after: float) -> float:
-    """The duration of `path` by decoding it chunk by chunk (bounded memory); stops once past `stop_after` seconds."""
-    samples = 0
-    with closing(stream_audio(path, sampling_rate)) as chunks:  # closing stops ffmpeg
-        for chunk in chunks:
-            samples += len(chunk)
-            if samples > stop_after * sampling_rate:
-                break
-    return samples / sampling_rate

@@ -17,6 +17,8 @@ import pytest
 from conftest import save_tiny_mer
 
 from dataset_scripts.iemocap.iemocap import scan_corpus
+from dataset_scripts.long_recording import build_long_recording
+from mer import inference
 from mer.cli import main
 
 MER = Path(sys.executable).with_name("mer")  # the console script pyproject.toml declares
@@ -294,6 +296,33 @@ def test_a_model_that_is_not_there_or_cannot_load_and_a_bad_output_are_named(mod
         assert message in capsys.readouterr().err
 
 
+def test_a_revision_pins_a_hub_model_and_is_refused_for_a_local_one(models, recordings, tmp_path, capsys, monkeypatch):
+    clip, output = str(recordings[0] / "clip0.wav"), str(tmp_path / "o.csv")
+    # A Hub model: the revision reaches transformers for the code and the weights alike, and failures name it.
+    asked = []
+
+    def from_pretrained(name, **kwargs):
+        asked.append((name, kwargs["revision"], kwargs["trust_remote_code"]))
+        raise OSError(f"{kwargs['revision']} is not a valid git identifier for {name}")
+
+    monkeypatch.setattr(inference.AutoModel, "from_pretrained", from_pretrained)
+    assert main(["predict", clip, "--model", "someone/mer", "--revision", "0a1b2c3", "--output", output]) == 3
+    assert asked == [("someone/mer", "0a1b2c3", True)]
+    assert "The model someone/mer at revision 0a1b2c3 cannot be loaded" in capsys.readouterr().err
+    monkeypatch.setenv("MER_MODEL_REVISION", "v2")
+    assert main(["timeline", clip, "--model", "someone/mer", "--out", str(tmp_path / "t"), "--quiet"]) == 3
+    assert asked[-1] == ("someone/mer", "v2", True)
+    # A local directory has no revisions: saying one is a usage error naming where it came from, before loading.
+    assert main(["predict", clip, "--model", str(models[0]), "--output", output, "--quiet"]) == 2
+    assert f"MER_MODEL_REVISION v2 pins a commit of a Hub model, but {models[0]} is a local directory" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.delenv("MER_MODEL_REVISION")
+    assert main(["predict", clip, "--model", str(models[0]), "--revision", "v2", "--output", output]) == 2
+    assert "--revision v2 pins a commit of a Hub model" in capsys.readouterr().err
+    assert len(asked) == 2 and not Path(output).exists()
+
+
 def test_silence_a_click_and_noise_are_not_scored_as_speech(models, tmp_path, capsys):
     import numpy as np
     import soundfile as sf
@@ -315,3 +344,34 @@ def test_silence_a_click_and_noise_are_not_scored_as_speech(models, tmp_path, ca
         assert "holds no speech: the voice-activity detector (Silero VAD) found none" in errors[name]
     assert all(row["label"] == "" and row["transcript"] == "" for row in _rows(output))  # nothing invented
     assert "4 files could not be classified" in capsys.readouterr().err
+
+
+def test_a_damaged_file_is_an_error_naming_it_and_a_cropped_one_is_said_on_the_console(
+    models, synthetic_corpus, tmp_path, capsys
+):
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    speech = build_long_recording(synthetic_corpus, folder / "long.wav", count=30, seed=4)
+    assert speech.duration > 62  # longer than the tiny model's 60 s
+    samples = (0.1 * np.sin(np.arange(32000) / 8)).astype(np.float32)
+    samples[24000:24003] = np.nan
+    sf.write(folder / "damaged.wav", samples, 16000, subtype="FLOAT")
+    transcripts = tmp_path / "t.csv"
+    transcripts.write_text("file,transcript\nlong.wav,hello there\n")
+    output = tmp_path / "out.csv"
+    status = main(["predict", str(folder), "--model", str(models[0]), "--output", str(output), "--quiet",
+                   "--transcripts", str(transcripts)])  # fmt: skip
+
+    assert status == 1
+    rows = {Path(row["path"]).name: row for row in _rows(output)}
+    assert rows["damaged.wav"]["error"] == (
+        f"'{folder / 'damaged.wav'}' holds 3 samples that are not numbers (NaN or infinite), the first at 1.50 s: "
+        "the file is damaged."
+    )
+    assert rows["long.wav"]["cropped"] == "True" and float(rows["long.wav"]["seconds"]) == pytest.approx(60)
+    err = capsys.readouterr().err
+    assert "1 files were longer than the model reads: only their first 60 s were classified" in err
+    assert str(folder / "long.wav") in err

@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas
 import pytest
@@ -43,6 +44,7 @@ from example_clips import EXAMPLES, make_example_clips  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from huggingface_hub import SpaceCard  # noqa: E402
+from huggingface_hub.errors import RepositoryNotFoundError  # noqa: E402
 from recognizer import EmotionRecognizer, InputError  # noqa: E402
 
 from dataset_scripts.long_recording import LongRecording, build_long_recording  # noqa: E402
@@ -347,9 +349,10 @@ def test_settings_come_from_the_environment_only():
             "MER_CONCURRENCY": "2",
             "MER_MAX_TIMELINE_MINUTES": "90",
             "MER_RUNTIME": "eager",
+            "MER_MODEL_REVISION": "0a1b2c3",
         }
     )
-    assert settings == space_app.Settings("runs/demo", "asr", 12.5, 2, 90.0, "eager")
+    assert settings == space_app.Settings("runs/demo", "asr", 12.5, 2, 90.0, "eager", revision="0a1b2c3")
     with pytest.raises(ValueError, match="MER_MAX_SECONDS must be a positive float, got '-1'"):
         space_app.Settings.from_env({"MER_MAX_SECONDS": "-1"})
     with pytest.raises(ValueError, match="MER_CONCURRENCY must be a positive int, got 'two'"):
@@ -425,10 +428,11 @@ def test_the_timeline_refuses_what_it_cannot_take_with_a_message_for_the_user(re
     assert str(tmp_path) not in str(error.value)
 
 
-def test_a_too_long_recording_whose_container_does_not_say_its_length_is_refused_too(
-    recognizer, tmp_path, monkeypatch
+@pytest.mark.parametrize("header_says", [None, 30.0], ids=["header-silent", "header-lies"])
+def test_a_too_long_recording_whose_header_does_not_say_or_lies_is_refused_from_its_samples(
+    recognizer, tmp_path, monkeypatch, header_says
 ):
-    monkeypatch.setattr(space_recognizer, "audio_duration", lambda path: None)  # as for a raw stream
+    monkeypatch.setattr(space_recognizer, "audio_duration", lambda path: header_says)  # a raw stream, a forged mp3
     long_file = _write(tmp_path / "long.wav", np.zeros(8000 * 75, np.int16), 8000)
     with pytest.raises(
         InputError, match="The recording lasts more than 1 minute; the timeline takes at most 1 minute"
@@ -637,6 +641,9 @@ def test_the_space_requirements_cover_what_the_uploaded_modules_import():
             assert names & pins, f"{path.relative_to(REPO)} imports {name}, which space/requirements.txt lacks"
 
 
+COMMITS = {None: "0123456789abcdef0123456789abcdef01234567", "v1.0": "fedcba9876543210fedcba9876543210fedcba98"}
+
+
 class RecordingHfApi:
     """Stands in for `huggingface_hub.HfApi`: records every call, and the files of each uploaded folder."""
 
@@ -659,6 +666,14 @@ class RecordingHfApi:
     def add_space_variable(self, repo_id, key, value, **kwargs):
         self.calls.append(("add_space_variable", repo_id, {"key": key, "value": value}))
 
+    def model_info(self, repo_id, revision=None, **kwargs):
+        if repo_id.endswith("unpublished"):
+            url = f"https://huggingface.co/api/models/{repo_id}"
+            response = httpx.Response(404, request=httpx.Request("GET", url))
+            raise RepositoryNotFoundError(f"404 Client Error: Repository Not Found for url: {url}", response=response)
+        self.calls.append(("model_info", repo_id, {"revision": revision}))
+        return type("ModelInfo", (), {"sha": COMMITS[revision]})  # the commit the revision is at
+
 
 def test_deploy_creates_the_space_and_uploads_only_the_app(monkeypatch, capsys):
     api = RecordingHfApi()
@@ -666,7 +681,8 @@ def test_deploy_creates_the_space_and_uploads_only_the_app(monkeypatch, capsys):
 
     space_deploy.main(["--space_id", "someone/mer-demo", "--model", "someone/mer-iemocap"])
 
-    (create, _, create_kwargs), (upload, repo, upload_kwargs), (variable, _, variable_kwargs) = api.calls
+    info, (create, _, create_kwargs), (upload, repo, upload_kwargs), *variables = api.calls
+    assert info == ("model_info", "someone/mer-iemocap", {"revision": None})
     assert (create, create_kwargs) == (
         "create_repo",
         {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True},
@@ -679,8 +695,33 @@ def test_deploy_creates_the_space_and_uploads_only_the_app(monkeypatch, capsys):
     card = SpaceCard(upload_kwargs["files"]["README.md"]).data
     assert card.models == ["someone/mer-iemocap", "openai/whisper-small.en"] and card.sdk == "gradio"
     assert upload_kwargs["delete_patterns"] == ["*.py"]  # modules the app no longer has do not linger
-    assert (variable, variable_kwargs) == ("add_space_variable", {"key": "MER_MODEL", "value": "someone/mer-iemocap"})
+    assert [kwargs for _, _, kwargs in variables] == [  # the model and the commit it is at now: pinned
+        {"key": "MER_MODEL", "value": "someone/mer-iemocap"},
+        {"key": "MER_MODEL_REVISION", "value": COMMITS[None]},
+    ]
     assert "https://huggingface.co/spaces/someone/mer-demo" in capsys.readouterr().out
+
+
+def test_deploy_pins_the_default_model_too_and_the_revision_asked_for(monkeypatch):
+    api = RecordingHfApi()
+    space_deploy.deploy("someone/mer-demo", api=api)
+    default_model = SpaceCard.load(SPACE_DIR / "README.md").data.models[0]
+    variables = {kwargs["key"]: kwargs["value"] for name, _, kwargs in api.calls if name == "add_space_variable"}
+    assert variables == {"MER_MODEL": default_model, "MER_MODEL_REVISION": COMMITS[None]}
+
+    api = RecordingHfApi()
+    space_deploy.deploy("someone/mer-demo", model="someone/mer-iemocap", revision="v1.0", api=api)
+    variables = {kwargs["key"]: kwargs["value"] for name, _, kwargs in api.calls if name == "add_space_variable"}
+    assert variables["MER_MODEL_REVISION"] == COMMITS["v1.0"]  # a tag becomes its commit
+
+
+def test_deploy_refuses_a_model_it_cannot_find_before_uploading_anything(monkeypatch, capsys):
+    api = RecordingHfApi()
+    monkeypatch.setattr(space_deploy, "HfApi", lambda *args, **kwargs: api)
+    with pytest.raises(SystemExit):
+        space_deploy.main(["--space_id", "someone/mer-demo", "--model", "someone/unpublished"])
+    assert "Cannot pin the model someone/unpublished on the Hub (RepositoryNotFoundError" in capsys.readouterr().err
+    assert api.calls == []
 
 
 def test_deploy_refuses_a_local_model_directory(models, monkeypatch, capsys):
@@ -721,12 +762,15 @@ def test_python_app_py_serves_the_model_named_by_mer_model_in_the_repository_and
     else:  # the Space: from the modules deploy.py uploads beside app.py, and nowhere else
         command, cwd = [sys.executable, "-c", _RUN_WITHOUT_THE_PROJECT], _uploaded_space(tmp_path / "space")
     port = _free_port()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     env = {
         **os.environ,
         "MER_MODEL": models[0],
         "MER_ASR_MODEL": models[1],
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
+        "TMPDIR": str(temp),
     }
     log = tmp_path / "app.log"
     with log.open("wb") as log_file:
@@ -737,10 +781,12 @@ def test_python_app_py_serves_the_model_named_by_mer_model_in_the_repository_and
             assert {c["label"] for c in result["confidences"]} == {"neutral", "happy", "angry", "sad"}
             *_, summary = client.predict(handle_file(str(clips["happy"])), api_name="/timeline")  # VAD, ASR, plot
             assert summary.startswith("1 speech segments")
+            assert list(temp.glob("mer-space-*/timelines/*/timeline.png"))  # while it serves, its files are kept
         finally:
-            process.terminate()
+            process.terminate()  # SIGTERM, as a Space is stopped
             process.wait(timeout=30)
     assert f"Loaded {models[0]}" in log.read_text()
+    assert not list(temp.glob("mer-*")), "the app left its folders behind when it stopped"
 
 
 def _connect(url: str, process: subprocess.Popen, log: Path, timeout: float) -> Client:

@@ -8,13 +8,16 @@ import json
 import subprocess
 import tracemalloc
 
+import numpy as np
 import pytest
+import soundfile
 
 from dataset_scripts.long_recording import build_long_recording
+from mer import timeline as timeline_module
 from mer.cli import main
 from mer.inference import load_pipeline
 from mer.speech_recognition import word_error_rate
-from mer.timeline import segment_lengths, write_timeline
+from mer.timeline import RecordingTooLong, segment_lengths, write_timeline
 from mer.vad import boundary_scores
 
 
@@ -129,3 +132,117 @@ def test_segment_lengths_follow_the_lengths_the_model_was_trained_on(saved_mer):
     assert segment_lengths(pipe, max_seconds=500) == (0.5, pipe.max_seconds)  # never beyond the model's input
     with pytest.raises(ValueError, match="max_seconds"):
         segment_lengths(pipe, min_seconds=2.0, max_seconds=3.0)
+
+
+# --- a killed run, another run's folder, damaged samples, a limit on what the file holds ---------------------------
+@pytest.fixture(scope="module")
+def short_recording(synthetic_corpus, tmp_path_factory):
+    """Six corpus utterances with pauses (16 kHz wav): enough segments for a run to be killed between batches."""
+    folder = tmp_path_factory.mktemp("short")
+    build_long_recording(synthetic_corpus, folder / "talk.wav", count=6, seed=3)
+    return folder / "talk.wav"
+
+
+def test_a_killed_timeline_resumes_without_classifying_again_what_was_done(
+    saved_mer, real_asr, short_recording, tmp_path, monkeypatch, caplog
+):
+    pipe = load_pipeline(str(saved_mer), asr_model=real_asr, runtime="eager", device="cpu")
+    whole = write_timeline(pipe, short_recording, tmp_path / "whole", batch_size=2, progress=False)
+    assert len(whole.segments) >= 4
+
+    classified = []
+    real_classify = timeline_module._classify
+
+    def killed_after_two(pipe, batch, labels):  # the process dies after its first batch was written
+        if classified:
+            raise KeyboardInterrupt
+        for segment in real_classify(pipe, batch, labels):
+            classified.append(segment)
+            yield segment
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(timeline_module, "_classify", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        write_timeline(pipe, short_recording, out, batch_size=2, progress=False)
+    assert json.loads((out / "timeline.json").read_text())["complete"] is False  # the folder says what it holds
+    assert not (out / "timeline.png").exists()
+    with (out / "timeline.partial.jsonl").open("a") as partial:
+        partial.write('{"start": 9.1, "end": 1')  # and the kill tore the record it was writing
+
+    def counted(pipe, batch, labels):
+        classified.extend(batch)
+        yield from real_classify(pipe, batch, labels)
+
+    classified.clear()
+    monkeypatch.setattr(timeline_module, "_classify", counted)
+    resumed = write_timeline(pipe, short_recording, out, batch_size=2, progress=False)
+
+    assert "continuing a killed run" in caplog.text
+    assert len(classified) == len(whole.segments) - 2  # the first batch was not classified again
+    assert [(s.start, s.end, s.transcript, s.label) for s in resumed.segments] == [
+        (s.start, s.end, s.transcript, s.label) for s in whole.segments
+    ]
+    for mine, reference in zip(resumed.segments, whole.segments, strict=True):
+        assert mine.scores == pytest.approx(reference.scores, abs=1e-5)
+    with (out / "timeline.csv").open(newline="") as handle:
+        assert [float(row["start"]) for row in csv.DictReader(handle)] == [s.start for s in whole.segments]
+    saved = json.loads((out / "timeline.json").read_text())
+    assert saved["complete"] is True and len(saved["segments"]) == len(whole.segments)
+    assert not (out / "timeline.partial.jsonl").exists() and (out / "timeline.png").exists()
+
+    classified.clear()
+    again = write_timeline(pipe, short_recording, out, batch_size=2, progress=False)  # finished: nothing to do
+    assert classified == [] and len(again.segments) == len(whole.segments)
+
+
+def _noise(path, seconds: float, rate: int = 16000):
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"anoisesrc=a=0.0005:d={seconds}:r={rate}", str(path)],
+        check=True,
+    )
+    return path
+
+
+def test_a_folder_holding_another_recordings_timeline_is_refused_unless_overwritten(saved_mer, tmp_path, capsys):
+    first, second = _noise(tmp_path / "first.wav", 3), _noise(tmp_path / "second.wav", 4)
+    out = tmp_path / "timeline"
+    options = ["--model", str(saved_mer), "--out", str(out), "--runtime", "eager", "--quiet"]
+    assert main(["timeline", str(first), *options]) == 0
+    before = (out / "timeline.json").read_text()
+
+    assert main(["timeline", str(second), *options]) == 2
+    error = capsys.readouterr().err
+    assert f"holds the timeline of {first.resolve()}" in error and str(second.resolve()) in error
+    assert "--overwrite" in error
+    assert (out / "timeline.json").read_text() == before  # nothing was touched
+
+    assert main(["timeline", str(second), *options, "--overwrite"]) == 0
+    assert json.loads((out / "timeline.json").read_text())["recording"] == str(second.resolve())
+
+
+def test_samples_that_are_not_numbers_are_read_as_silence_with_a_warning_naming_the_file_and_time(
+    saved_mer, tmp_path, caplog
+):
+    samples = (0.001 * np.random.default_rng(0).standard_normal(16000 * 5)).astype(np.float32)
+    samples[48000:48010] = np.nan
+    samples[60000] = np.inf
+    damaged = tmp_path / "damaged.wav"
+    soundfile.write(damaged, samples, 16000, subtype="FLOAT")
+    pipe = load_pipeline(str(saved_mer), runtime="eager", device="cpu")
+
+    timeline = write_timeline(pipe, damaged, tmp_path / "timeline", progress=False)
+
+    assert timeline.non_finite_samples == 11
+    assert f"{damaged.resolve()} holds samples that are not numbers (NaN or infinite), the first at 3.00 s" in (
+        caplog.text
+    )
+    assert "11 samples were not numbers" in timeline.summary()
+    assert timeline.duration_seconds == pytest.approx(5.0)
+
+
+def test_a_limit_on_the_duration_holds_for_the_samples_decoded_not_for_the_header(saved_mer, tmp_path):
+    pipe = load_pipeline(str(saved_mer), runtime="eager", device="cpu")
+    long = _noise(tmp_path / "long.wav", 75)
+    with pytest.raises(RecordingTooLong, match=f"{long.resolve()} holds more than 60 s of audio"):
+        write_timeline(pipe, long, tmp_path / "timeline", progress=False, max_duration_seconds=60)
+    assert write_timeline(pipe, long, tmp_path / "t2", progress=False, max_duration_seconds=90).complete
