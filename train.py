@@ -278,6 +278,7 @@ def train_and_test_fold(
         "best_epoch": state.best_epoch,
         "best_ua": state.best_ua,
         "history": state.history,
+        "stopped_early": len(state.history) < args.num_epochs,
         "validation_speakers": split.validation_speakers,
         "train_size": len(split.train),
         "validation_size": len(split.validation),
@@ -389,6 +390,13 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
     )
     for epoch in epochs:
         if state.epochs_without_gain >= args.early_stopping_patience:
+            waited = state.epochs_without_gain
+            logger.info(
+                "%s: early stopping after epoch %d: validation UA has not improved for %d epoch%s (best %.4f, epoch "
+                "%d; --early_stopping_patience %d).",
+                name, state.epoch, waited, "" if waited == 1 else "s", state.best_ua, state.best_epoch,
+                args.early_stopping_patience,
+            )  # fmt: skip
             break
         fold.training.set_epoch(epoch)  # the prepared loader seeds its sampler with this: the same order on resume
         audio_learning = set_audio_tower_learning(fold, epoch >= args.freeze_audio_epochs)

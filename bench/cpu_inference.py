@@ -49,7 +49,7 @@ from bench.common import (
 )
 from dataset_scripts.iemocap.iemocap import scan_corpus
 from mer.runtime import RUNTIMES, prepare_for_inference
-from mer.tiny import build_tiny_encoders
+from mer.tiny import build_tiny_encoders, spread_logits
 from modeling_mer import MERModel, MERProcessor
 
 __all__ = ["Utterance", "corpus_utterances", "main", "run"]
@@ -103,14 +103,15 @@ def generated_utterances(count: int, seed: int, rate: int = 16_000) -> list[Utte
 
 
 def tiny_model(directory: Path) -> tuple[MERModel, MERProcessor]:
-    """A random-init MER model around `mer.tiny`'s encoders (the demo's sizes, saved under `directory`), and its
-    processor."""
+    """A random-init MER model around `mer.tiny`'s encoders (the demo's sizes, saved under `directory`), its
+    classifier spread so that its answers depend on the input (`mer.tiny.spread_logits`: agreement means something),
+    and its processor."""
     audio_dir, text_dir = build_tiny_encoders(directory, QUICK_WORDS)
     torch.manual_seed(0)
     model = MERModel.from_audio_text_pretrained(
         str(audio_dir), str(text_dir), fusion_num_layers=FUSION_LAYERS, fusion_hidden_size=32, fusion_num_heads=4
     )
-    return model.eval(), MERProcessor.from_audio_text_pretrained(str(audio_dir), str(text_dir))
+    return spread_logits(model).eval(), MERProcessor.from_audio_text_pretrained(str(audio_dir), str(text_dir))
 
 
 def prepare_runtimes(model: MERModel, processor: MERProcessor | None) -> tuple[dict[str, nn.Module], dict]:

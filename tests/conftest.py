@@ -10,7 +10,7 @@ import pytest
 import torch
 from corpus_fixtures import synthetic_corpus, synthetic_iemocap, tiny_corpus  # noqa: F401
 
-from mer.tiny import build_tiny_encoders, build_tiny_whisper
+from mer.tiny import build_tiny_encoders, build_tiny_whisper, spread_logits
 from modeling_mer import MERModel, MERProcessor
 
 WORDS = "i love this wonderful day hate the awful mess meeting starts at noon what a great surprise . , ! ?".split()
@@ -43,13 +43,15 @@ def tiny_whisper(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def saved_mer(tiny_encoders, tmp_path_factory) -> Path:
-    """A tiny (untrained) MER model and its processor saved as train.py saves them: pipeline code included."""
+    """A tiny (untrained) MER model and its processor saved as train.py saves them: pipeline code included. Its
+    answers depend on its input (`spread_logits`)."""
     return save_tiny_mer(tiny_encoders, tmp_path_factory.mktemp("saved-mer"))
 
 
 def save_tiny_mer(tiny_encoders: tuple[str, str], directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = MERModel.from_audio_text_pretrained(*tiny_encoders, fusion_hidden_size=16, fusion_num_heads=2)
+    spread_logits(model)
     model.save_pretrained(directory)
     MERProcessor.from_audio_text_pretrained(*tiny_encoders).save_pretrained(directory)
     return directory
@@ -69,14 +71,22 @@ def processor(tiny_encoders) -> MERProcessor:
 
 @pytest.fixture
 def make_model(tiny_encoders):
-    """Builds a fresh MER model around the tiny encoders: `make_model(**config_kwargs)`."""
+    """Builds a fresh MER model around the tiny encoders, its answers depending on its input (`spread_logits`):
+    `make_model(**config_kwargs)`."""
 
     def make(**config_kwargs) -> MERModel:
         config_kwargs = {"fusion_hidden_size": 16, "fusion_num_heads": 2, **config_kwargs}
         torch.manual_seed(0)
-        return MERModel.from_audio_text_pretrained(*tiny_encoders, **config_kwargs)
+        return spread_logits(MERModel.from_audio_text_pretrained(*tiny_encoders, **config_kwargs))
 
     return make
+
+
+def spread_between(outputs: torch.Tensor) -> float:
+    """The largest difference between two rows of `outputs` (one row per different input): the scale against
+    which "the same answer" is judged."""
+    outputs = outputs.reshape(len(outputs), -1).float()
+    return (outputs[:, None] - outputs[None]).abs().max().item()
 
 
 def speech_like(seconds: float, seed: int = 0, rate: int = SAMPLING_RATE) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import speech_like
+from conftest import speech_like, spread_between
 from torch import nn
 
 from mer.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES, OnnxRuntimeModel, prepare_for_inference
@@ -75,7 +75,9 @@ def test_int8_agrees_with_eager_and_leaves_the_model_unchanged(make_model, padde
     with torch.no_grad():
         got = quantized(**padded_batch).logits
     assert got.shape == expected.shape == (4, model.config.num_labels)
-    torch.testing.assert_close(got, expected, atol=1e-2, rtol=0.0)  # int8 weights: close, not equal
+    # int8 weights: close, not equal; much closer than the answers to two different utterances
+    spread = spread_between(expected)
+    assert spread > 0.5 and (got - expected).abs().max().item() < 0.05 * spread
     assert torch.equal(got.argmax(-1), expected.argmax(-1))
 
 
@@ -86,7 +88,7 @@ def test_onnx_matches_eager_on_batches_it_was_not_traced_on(onnx_case, processor
         got = runtime(**batch).logits
         expected = eager_logits(model, batch)
         assert isinstance(got, torch.Tensor) and got.shape == expected.shape
-        assert (got - expected).abs().max().item() < 1e-4
+        assert (got - expected).abs().max().item() < 1e-4 * max(spread_between(expected), 1.0)
         assert torch.equal(got.argmax(-1), expected.argmax(-1))
 
 
