@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from mer.audio import AudioError, decode_audio
 from mer.tables import spreadsheet_safe
-from mer.vad import has_speech
+from mer.vad import speech_problem
 from modeling_mer.pipeline_mer import MERPipeline, audio_problem
 
 __all__ = [
@@ -234,16 +234,20 @@ class PredictionLog:
             lines = [line for line in text.splitlines() if line.strip()]
             records = []
             for number, line in enumerate(lines, start=1):
+                # Each record is one line written whole: only a last line without its newline, begun as a record,
+                # can be what a kill left. Any other line that is not a record is not ours, and is left alone.
+                cut = number == len(lines) and not text.endswith("\n") and line.lstrip().startswith("{")
                 try:
-                    records.append(json.loads(line))
+                    record = json.loads(line)
+                    problem = None if isinstance(record, dict) and self._whole(record) else "not a mer predict record"
                 except json.JSONDecodeError as error:
-                    if number == len(lines):  # the last line: cut short by a kill
-                        records.append({})
-                        break
+                    record, problem = {}, f"not JSON: {error.msg}"
+                if problem is not None and not cut:
                     raise ValueError(
-                        f"{self.path}:{number} is not JSON ({error.msg}): not a mer predict output? Choose another "
-                        "--output, or pass --overwrite to replace it."
-                    ) from None
+                        f"{self.path}:{number} is {problem}: not a mer predict output? Choose another --output, or "
+                        "pass --overwrite to replace it."
+                    )
+                records.append(record)
             return records
         reader = csv.DictReader(io.StringIO(text))
         if reader.fieldnames and reader.fieldnames != self.columns:
@@ -362,11 +366,8 @@ def _decode(path: Path, rate: int, max_seconds: float, min_samples: int) -> _Dec
         waveform, cropped = decode_audio(path, rate, max_seconds)
     except AudioError as error:
         return _Decoded(path, error=str(error))
-    problem = audio_problem(waveform, rate, min_samples, f"'{path}'")  # the pipeline's and the Space's words
-    if problem is None and not has_speech(waveform, rate):
-        problem = (
-            f"'{path}' holds no speech: the voice-activity detector (Silero VAD) found none in it."  # as the Space
-        )
+    # In the pipeline's and the Space's words: nothing to classify, or no speech (which the Space refuses too).
+    problem = audio_problem(waveform, rate, min_samples, f"'{path}'") or speech_problem(waveform, rate, f"'{path}'")
     if problem is not None:
         return _Decoded(path, error=problem)
     return _Decoded(path, waveform=waveform, cropped=cropped)

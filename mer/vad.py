@@ -48,14 +48,16 @@ import torch
 __all__ = [
     "DEFAULT_MAX_SECONDS",
     "DEFAULT_MIN_SECONDS",
+    "MIN_SPEECH_SECONDS",
     "VAD_SAMPLING_RATE",
     "WINDOW_SAMPLES",
     "BoundaryScores",
     "SegmentationConfig",
     "SpeechSegment",
     "boundary_scores",
-    "has_speech",
     "speech_probabilities",
+    "speech_problem",
+    "speech_seconds",
     "speech_segments",
 ]
 
@@ -158,15 +160,36 @@ def speech_probabilities(chunks: Iterable[np.ndarray], sampling_rate: int = VAD_
     return _probabilities(chunks, _WindowScorer(_new_model()))
 
 
-def has_speech(waveform: np.ndarray, sampling_rate: int, threshold: float = SegmentationConfig.threshold) -> bool:
-    """Whether Silero finds speech anywhere in a clip: one 32 ms window scoring at least `threshold` (the timeline's
-    default). A clip at another rate is resampled to 16 kHz first."""
+# The least speech a clip must hold to be classified: Silero's own shortest speech (`min_speech_duration_ms` 250).
+# Less is a click, a cough or a syllable cut off: speech recognition would invent words for it, and no emotion can
+# be heard in it.
+MIN_SPEECH_SECONDS = 0.25
+
+
+def speech_seconds(waveform: np.ndarray, sampling_rate: int, threshold: float = SegmentationConfig.threshold) -> float:
+    """Seconds of a clip that Silero scores as speech: its 32 ms windows scoring at least `threshold` (the
+    timeline's default). A clip at another rate is resampled to 16 kHz first."""
     if sampling_rate != VAD_SAMPLING_RATE:
         from modeling_mer.processing_mer import resample
 
         waveform = resample(waveform, sampling_rate, VAD_SAMPLING_RATE)
     scores = speech_probabilities([np.asarray(waveform, dtype=np.float32)], VAD_SAMPLING_RATE)
-    return any(float(block.max(initial=0.0)) >= threshold for block in scores)
+    windows = sum(int((block >= threshold).sum()) for block in scores)
+    return windows * WINDOW_SAMPLES / VAD_SAMPLING_RATE
+
+
+def speech_problem(waveform: np.ndarray, sampling_rate: int, name: str = "The recording") -> str | None:
+    """Why a clip cannot be classified as speech, in the words `mer predict` and the Space share, or None: Silero
+    finds no speech in it, or less than `MIN_SPEECH_SECONDS`. `name` names the clip in the message."""
+    seconds = speech_seconds(waveform, sampling_rate)
+    if seconds == 0:
+        return f"{name} holds no speech: the voice-activity detector (Silero VAD) found none in it."
+    if seconds < MIN_SPEECH_SECONDS:
+        return (
+            f"{name} holds only {seconds:.2f} s of speech by the voice-activity detector (Silero VAD): at least "
+            f"{MIN_SPEECH_SECONDS:g} s is needed to hear an emotion."
+        )
+    return None
 
 
 def speech_segments(

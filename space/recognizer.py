@@ -26,7 +26,7 @@ from mer.audio import AudioError, FFmpegMissingError, audio_duration, check_audi
 from mer.inference import resolve_revision
 from mer.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
 from mer.timeline import RecordingTooLong, Timeline, write_timeline
-from mer.vad import has_speech
+from mer.vad import speech_problem
 from modeling_mer.asr_mer import DEFAULT_ASR_MODEL, SpeechRecognizer
 from modeling_mer.pipeline_mer import PIPELINE_TASK, SILENCE_DBFS, MERPipeline, audio_problem
 
@@ -230,9 +230,10 @@ class EmotionRecognizer:
         )
 
     def _check_audio(self, waveform: np.ndarray) -> None:
-        problem = audio_problem(waveform, self.sampling_rate, self.min_samples)  # the pipeline's words
-        if problem is None and not has_speech(waveform, self.sampling_rate):  # and mer predict's
-            problem = "The recording holds no speech: the voice-activity detector (Silero VAD) found none in it."
+        # the pipeline's words, and mer predict's
+        problem = audio_problem(waveform, self.sampling_rate, self.min_samples) or speech_problem(
+            waveform, self.sampling_rate
+        )
         if problem is not None:
             advice = " Check the microphone and record again." if "silent" in problem else " Record or upload again."
             raise InputError(problem + advice)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -238,6 +239,26 @@ def test_a_torn_last_record_of_any_shape_is_dropped_and_redone_and_nothing_else_
         caplog.clear()
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json\n", "bad.jsonl:1 is not JSON: Expecting value"),
+        ('{"some": "record"}\n', "bad.jsonl:1 is not a mer predict record"),
+        ("notes without a newline", "bad.jsonl:1 is not JSON"),  # not begun as a record: not a kill's leftover
+    ],
+)
+def test_a_jsonl_output_that_is_not_ours_is_refused_and_left_alone(
+    models, recordings, tmp_path, capsys, content, message
+):
+    output = tmp_path / "bad.jsonl"
+    output.write_text(content)
+    clip = str(recordings[0] / "clip0.wav")
+    assert main(["predict", clip, "--model", str(models[0]), "--output", str(output), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Choose another --output, or pass --overwrite" in error
+    assert output.read_text() == content
+
+
 def test_failed_files_are_retried_on_a_rerun_and_each_file_keeps_one_record(tmp_path):
     output = tmp_path / "out.csv"
     log = _log(output)
@@ -328,7 +349,7 @@ def test_a_revision_pins_a_hub_model_and_is_refused_for_a_local_one(models, reco
     assert len(asked) == 2 and not Path(output).exists()
 
 
-def test_silence_a_click_and_noise_are_not_scored_as_speech(models, tmp_path, capsys):
+def test_silence_a_click_noise_and_a_syllable_are_not_scored_as_speech(models, recordings, tmp_path, capsys):
     import numpy as np
     import soundfile as sf
 
@@ -339,6 +360,10 @@ def test_silence_a_click_and_noise_are_not_scored_as_speech(models, tmp_path, ca
     sf.write(folder / "blip.wav", np.full(4, 0.5, np.float32), 16000)  # shorter than the audio encoder's window
     noise = np.random.default_rng(0).normal(0, 0.05, 48000).astype(np.float32)  # -26 dBFS of hiss, no voice
     sf.write(folder / "hiss.wav", noise, 16000)
+    speech = str(recordings[0] / "clip0.wav")  # 0.05 s from the middle of a spoken utterance
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", "0.6", "-t", "0.05", "-i", speech, str(folder / "cut.wav")], check=True
+    )
     output = tmp_path / "out.csv"
     status = main(["predict", str(folder), "--model", str(models[0]), "--output", str(output), "--quiet"])
     assert status == 1
@@ -347,8 +372,12 @@ def test_silence_a_click_and_noise_are_not_scored_as_speech(models, tmp_path, ca
     assert "is too short (0 ms): the model needs at least" in errors["blip.wav"]
     for name in ("click.wav", "hiss.wav"):  # long enough for the tiny test model, but no voice in them
         assert "holds no speech: the voice-activity detector (Silero VAD) found none" in errors[name]
+    message = (
+        r"holds only 0\.0\d s of speech by the voice-activity detector \(Silero VAD\): at least 0\.25 s is needed"
+    )
+    assert re.search(message, errors["cut.wav"]), errors["cut.wav"]
     assert all(row["label"] == "" and row["transcript"] == "" for row in _rows(output))  # nothing invented
-    assert "4 files could not be classified" in capsys.readouterr().err
+    assert "5 files could not be classified" in capsys.readouterr().err
 
 
 def test_a_damaged_file_is_an_error_naming_it_and_a_cropped_one_is_said_on_the_console(
