@@ -325,7 +325,7 @@ def _decode(source: Path | bytes, sampling_rate: int, max_seconds: float, name: 
     """The first `max_seconds` of `source` (a file, or encoded bytes) as mono float32 at `sampling_rate`, decoded
     by ffmpeg, which stops there (transformers' `ffmpeg_read` decodes the whole input and takes bytes only).
 
-    Written here rather than imported from `mer.audio`, because this file travels with saved models without `mer`.
+    Written here, not shared with the commands' audio decoding: this file travels alone with every saved model.
     """
     if isinstance(source, Path):
         if not source.is_file():
