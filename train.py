@@ -550,12 +550,17 @@ def parameter_groups(model: MERModel, args: Arguments) -> list[dict]:
     return list(groups.values())
 
 
+# Steps between two readings of the loss for the progress bar: reading it (`.item()`) waits for the device.
+LOSS_DISPLAY_STEPS = 10
+
+
 def train_epoch(accelerator, fold: FoldTraining, description: str) -> float:
-    """One pass over the training loader; returns the mean loss over all processes."""
+    """One pass over the training loader; returns the mean loss over all processes. The losses stay on the device
+    until the end of the epoch: the progress bar reads the latest one every `LOSS_DISPLAY_STEPS` steps only."""
     fold.model.train()
     losses = []
     steps = tqdm(fold.training, desc=description, leave=False, disable=not accelerator.is_local_main_process)
-    for batch in steps:
+    for step, batch in enumerate(steps):
         try:
             with accelerator.accumulate(fold.model):
                 loss = fold.model(**batch).loss
@@ -568,7 +573,8 @@ def train_epoch(accelerator, fold: FoldTraining, description: str) -> float:
         except torch.OutOfMemoryError as error:
             raise RuntimeError(OOM_ADVICE) from error
         losses.append(loss.detach())
-        steps.set_postfix(loss=f"{loss.item():.3f}")
+        if step % LOSS_DISPLAY_STEPS == 0 and not steps.disable:
+            steps.set_postfix(loss=f"{loss.item():.3f}")
     return accelerator.gather(torch.stack(losses).mean()).mean().item()
 
 

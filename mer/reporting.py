@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modeling_mer import MERConfig
+
 from .arguments import Arguments
 from .baseline import PROBE_CONDITIONS
 
@@ -564,22 +566,26 @@ def record_evaluation_in_config(
     metrics) the scores of each corpus of a pooled test. Replaces the file rather than rewriting it: the
     checkpoint's copy is a hard link to the same data."""
     config_path = Path(model_dir) / "config.json"
-    config = json.loads(config_path.read_text())
-    config["evaluation"] = {"evaluated_on": evaluated_on}
+    evaluation = {"evaluated_on": evaluated_on}
     for condition, scores in outcome.items():
-        config["evaluation"][condition] = {key: scores[key] for key in ("wa", "ua", "num_examples")}
+        evaluation[condition] = {key: scores[key] for key in ("wa", "ua", "num_examples")}
         if conditions and condition in conditions:
-            config["evaluation"][condition]["condition"] = conditions[condition]
+            evaluation[condition]["condition"] = conditions[condition]
     if trained_on:
-        config["evaluation"]["trained_on"] = trained_on
+        evaluation["trained_on"] = trained_on
     if by_corpus:
-        config["evaluation"]["corpora"] = {
+        evaluation["corpora"] = {
             corpus: {c: {key: scores[key] for key in ("wa", "ua", "num_examples")} for c, scores in outcome.items()}
             for corpus, outcome in by_corpus.items()
         }
+    records = {"evaluation": evaluation}
     if len(training_seconds):
-        p05, median, p95 = np.percentile(np.asarray(training_seconds, dtype=float), [5, 50, 95])
-        config["training_utterance_seconds"] = {"p05": round(p05, 3), "median": round(median, 3), "p95": round(p95, 3)}
+        percentiles = np.percentile(np.asarray(training_seconds, dtype=float), [5, 50, 95])
+        records["training_utterance_seconds"] = {
+            key: round(float(value), 3) for key, value in zip(("p05", "median", "p95"), percentiles, strict=True)
+        }
+    # Through MERConfig, which declares and checks both records, rather than into the JSON by hand.
+    config = MERConfig.from_dict({**json.loads(config_path.read_text()), **records})
     staging = config_path.with_suffix(".json.staging")
-    staging.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    staging.write_text(config.to_json_string())
     os.replace(staging, config_path)

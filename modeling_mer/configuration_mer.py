@@ -84,11 +84,16 @@ class MERConfig(PretrainedConfig):
             (which fold of which corpus) and, per condition (`test`: both modalities, `test_audio_only`,
             `test_text_only`), its `wa`, `ua` and `num_examples`. `None` when never measured. Not a setting: nothing
             in the model reads it.
+        training_utterance_seconds (`dict`, *optional*):
+            The lengths of the utterances the model was trained on, as it saw them (after cropping): `p05`,
+            `median` and `p95` in seconds. `mer timeline` cuts long speech into segments of such lengths. `None`
+            when not recorded.
 
     Raises:
         ValueError: naming the field, for heads that do not divide the size, an unknown direction, K < 1, a fusion
             or modality dropout outside [0, 1), unknown or negative auxiliary weights, label maps that disagree, an
-            audio config of no supported family (`AUDIO_FAMILIES`), or a text config that is not a text model.
+            audio config of no supported family (`AUDIO_FAMILIES`), a text config that is not a text model, or
+            records (`evaluation`, `training_utterance_seconds`) of the wrong shape.
     """
 
     model_type = "mer"
@@ -114,6 +119,7 @@ class MERConfig(PretrainedConfig):
         modality_dropout: float = 0.2,
         initializer_range: float = 0.02,
         evaluation: dict | None = None,
+        training_utterance_seconds: dict[str, float] | None = None,
         **kwargs,
     ):
         self.audio_config = _sub_config(audio_config, "wav2vec2")
@@ -135,6 +141,7 @@ class MERConfig(PretrainedConfig):
         self.modality_dropout = modality_dropout
         self.initializer_range = initializer_range
         self.evaluation = evaluation
+        self.training_utterance_seconds = training_utterance_seconds
         num_labels = kwargs.pop("num_labels", None)
         if kwargs.get("id2label") is None:
             default = DEFAULT_ID2LABEL if num_labels is None else {i: f"LABEL_{i}" for i in range(num_labels)}
@@ -143,6 +150,7 @@ class MERConfig(PretrainedConfig):
         self._check_fusion()
         self._check_labels(num_labels)
         self._check_encoders()
+        self._check_records()
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> MERConfig:
@@ -216,6 +224,24 @@ class MERConfig(PretrainedConfig):
             raise ValueError(
                 f"text_config ({text.model_type}) is not a text encoder: the text tower must be a BERT-style model "
                 "(BERT, RoBERTa, DistilBERT, ...). Speech models go in audio_config."
+            )
+
+    def _check_records(self) -> None:
+        if self.evaluation is not None and not isinstance(self.evaluation, dict):
+            raise ValueError(f"evaluation must be a dict of scores or None, got {self.evaluation!r}.")
+        lengths = self.training_utterance_seconds
+        if lengths is None:
+            return
+        keys = ("p05", "median", "p95")
+        values = [lengths.get(key) for key in keys] if isinstance(lengths, dict) else []
+        if (
+            len(values) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+            or not values[0] <= values[1] <= values[2]
+        ):
+            raise ValueError(
+                "training_utterance_seconds must be {'p05', 'median', 'p95'}: positive seconds in that order, got "
+                f"{lengths!r}."
             )
 
     @property

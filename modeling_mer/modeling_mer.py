@@ -23,6 +23,7 @@ from .configuration_mer import WHISPER_HOP_LENGTH, WHISPER_MEL_FRAMES_PER_FRAME,
 
 __all__ = [
     "MERFeaturesOutput",
+    "MERFusionOutput",
     "MERModel",
     "MEROutput",
     "MERPreTrainedModel",
@@ -61,6 +62,29 @@ class MERFeaturesOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     audio_attentions: tuple[torch.FloatTensor, ...] | None = None
     text_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class MERFusionOutput(ModelOutput):
+    """
+    Output of [`MERFusion`].
+
+    Args:
+        audio (`torch.FloatTensor` of shape `(batch_size, num_frames, fusion_hidden_size)`):
+            The fused audio stream (the projected frames where audio frames are not queries).
+        text (`torch.FloatTensor` of shape `(batch_size, num_tokens, fusion_hidden_size)`):
+            The fused text stream (the projected tokens where words are not queries).
+        audio_attentions, text_attentions (`tuple[torch.FloatTensor]`, returned with `output_attentions=True`):
+            As in [`MEROutput`].
+        hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
+            The joint `[audio ; text]` states entering the fusion and after each layer.
+    """
+
+    audio: torch.FloatTensor | None = None
+    text: torch.FloatTensor | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_attentions: tuple[torch.FloatTensor, ...] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -258,9 +282,9 @@ class MERFusion(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple | None, tuple | None, tuple | None]:
-        """Returns the fused audio `(B, T, H)` and text `(B, L, H)` streams, then (when asked) the attention weights
-        of each direction and the joint `[audio ; text]` states before and after every layer."""
+    ) -> MERFusionOutput:
+        """The fused audio `(B, T, H)` and text `(B, L, H)` streams and, when asked, the attention weights of each
+        direction and the joint `[audio ; text]` states before and after every layer."""
         # Keys that are padding are never attended to; the mask takes the form the attention implementation expects.
         words_for_audio = create_bidirectional_mask(self.config, audio, text_mask, encoder_hidden_states=text)
         audio_for_words = create_bidirectional_mask(self.config, text, audio_mask, encoder_hidden_states=audio)
@@ -281,12 +305,12 @@ class MERFusion(nn.Module):
                 hidden_states.append(torch.cat([audio, text], dim=1))
         if not output_attentions:
             audio_attentions = text_attentions = []
-        return (
-            audio,
-            text,
-            tuple(audio_attentions) or None,
-            tuple(text_attentions) or None,
-            tuple(hidden_states) if output_hidden_states else None,
+        return MERFusionOutput(
+            audio=audio,
+            text=text,
+            audio_attentions=tuple(audio_attentions) or None,
+            text_attentions=tuple(text_attentions) or None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
         )
 
 
@@ -764,7 +788,7 @@ class MERModel(MERPreTrainedModel):
         """The fusion layers and pooling on features from `get_audio_features` and `get_text_features` (for
         instance cached ones): what the model adds to its encoders before the classifier. `model.classifier` on the
         returned `pooler_output` gives the logits `forward` gives."""
-        fused_audio, fused_text, audio_attentions, text_attentions, fusion_states = self.fusion(
+        fused = self.fusion(
             audio.last_hidden_state,
             audio.attention_mask,
             text.last_hidden_state,
@@ -774,15 +798,15 @@ class MERModel(MERPreTrainedModel):
             **kwargs,
         )
         pooled = torch.cat(
-            [masked_mean(fused_audio, audio.attention_mask), masked_mean(fused_text, text.attention_mask)], dim=-1
+            [masked_mean(fused.audio, audio.attention_mask), masked_mean(fused.text, text.attention_mask)], dim=-1
         )
         return MERFeaturesOutput(
-            last_hidden_state=torch.cat([fused_audio, fused_text], dim=1),
+            last_hidden_state=torch.cat([fused.audio, fused.text], dim=1),
             attention_mask=torch.cat([audio.attention_mask, text.attention_mask], dim=1),
             pooler_output=pooled,
-            hidden_states=fusion_states,
-            audio_attentions=audio_attentions,
-            text_attentions=text_attentions,
+            hidden_states=fused.hidden_states,
+            audio_attentions=fused.audio_attentions,
+            text_attentions=fused.text_attentions,
         )
 
     @can_return_tuple

@@ -81,8 +81,21 @@ def test_num_labels_alone_names_generic_classes():
         ({"text_config": WhisperConfig()}, "text_config \\(whisper\\) is not a text encoder"),
         ({"text_config": HubertConfig()}, "text_config \\(hubert\\) is not a text encoder"),
         ({"freeze_audio_encoder": -1}, "freeze_audio_encoder must be True, False or a number of layers >= 0, got -1"),
+        ({"evaluation": [0.7]}, "evaluation must be a dict of scores or None"),
+        ({"training_utterance_seconds": {"median": 2.0}}, "training_utterance_seconds must be \\{'p05', 'median'"),
+        ({"training_utterance_seconds": {"p05": 3.0, "median": 2.0, "p95": 4.0}}, "positive seconds in that order"),
+        ({"training_utterance_seconds": {"p05": 0, "median": 2.0, "p95": 4.0}}, "positive seconds in that order"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MERConfig(**kwargs)
+
+
+def test_the_records_a_run_writes_are_declared_and_survive_a_save(tmp_path):
+    lengths = {"p05": 1.2, "median": 2.5, "p95": 7.9}
+    evaluation = {"evaluated_on": "session1", "test": {"wa": 0.7, "ua": 0.68, "num_examples": 120}}
+    MERConfig(training_utterance_seconds=lengths, evaluation=evaluation).save_pretrained(tmp_path)
+    loaded = MERConfig.from_pretrained(tmp_path)
+    assert loaded.training_utterance_seconds == lengths and loaded.evaluation == evaluation
+    assert MERConfig().training_utterance_seconds is None  # a model trained before the field existed

@@ -11,7 +11,7 @@ from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2Model
 import modeling_mer.modeling_mer
 from mer.tiny import tiny_audio_config
 from modeling_mer import MERConfig, MERModel
-from modeling_mer.modeling_mer import audio_frame_mask, masked_mean
+from modeling_mer.modeling_mer import MERFusionOutput, audio_frame_mask, masked_mean
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,21 @@ def test_every_direction_and_depth_trains(make_model, batch, direction, num_laye
     assert model.text_encoder.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
     # The frozen CNN front end gets no gradient.
     assert all(p.grad is None and not p.requires_grad for p in model.audio_encoder.feature_extractor.parameters())
+
+
+def test_the_fusion_answers_with_named_fields(make_model, batch):
+    model = make_model(fusion_direction="audio_to_text").eval()
+    audio = model.get_audio_features(batch["input_values"], batch["audio_attention_mask"])
+    text = model.get_text_features(batch["input_ids"], batch["text_attention_mask"])
+    fused = model.fusion(
+        audio.last_hidden_state, audio.attention_mask, text.last_hidden_state, text.attention_mask,
+        output_attentions=True,
+    )  # fmt: skip
+    assert isinstance(fused, MERFusionOutput)
+    assert fused.audio.shape == audio.last_hidden_state.shape and fused.text.shape == text.last_hidden_state.shape
+    assert torch.equal(fused.audio, audio.last_hidden_state)  # audio frames are not queries in this direction
+    assert fused.audio_attentions is None and len(fused.text_attentions) == model.config.fusion_num_layers
+    assert fused.hidden_states is None
 
 
 def test_attention_never_looks_at_padding(make_model, batch):
