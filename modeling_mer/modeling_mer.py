@@ -28,6 +28,7 @@ __all__ = [
     "MEROutput",
     "MERPreTrainedModel",
     "MERWhisperEncoder",
+    "MismatchedClassesError",
     "audio_frame_mask",
     "masked_mean",
 ]
@@ -406,6 +407,11 @@ class MERWhisperEncoder(WhisperEncoder):
         )
 
 
+class MismatchedClassesError(RuntimeError, ValueError):
+    """A saved model loaded for another number of classes without `ignore_mismatched_sizes=True`. A `RuntimeError`
+    as transformers raises for weights of the wrong size (and a `ValueError`, as MER raised before)."""
+
+
 class MERPreTrainedModel(PreTrainedModel):
     config_class = MERConfig
     base_model_prefix = "mer"
@@ -433,20 +439,24 @@ class MERPreTrainedModel(PreTrainedModel):
         the auxiliary heads: that needs `ignore_mismatched_sizes=True`, and the new heads must be fine-tuned.
 
         Raises:
-            ValueError: a new number of classes without `ignore_mismatched_sizes=True`, naming the saved classes.
+            MismatchedClassesError: a new number of classes without `ignore_mismatched_sizes=True`, naming the saved
+                classes (a `RuntimeError`, as transformers raises for weights of the wrong size).
         """
         config = kwargs.get("config")
         wanted = kwargs.get("num_labels") or len(kwargs.get("id2label") or {}) or None
         if wanted is None and isinstance(config, PretrainedConfig):  # AutoModel passes the config it built
             wanted = config.num_labels
-        if wanted is not None and not kwargs.get("ignore_mismatched_sizes", False):
+        # Nothing saved to compare with when the weights come as a state dict (`from_pretrained(None, config=...,
+        # state_dict=...)`): no config to read, and no network to reach for one.
+        saved_somewhere = pretrained_model_name_or_path is not None
+        if saved_somewhere and wanted is not None and not kwargs.get("ignore_mismatched_sizes", False):
             hub = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
             saved = cls.config_class.from_pretrained(
                 pretrained_model_name_or_path, **{key: kwargs[key] for key in hub if key in kwargs}
             )
             if saved.num_labels != wanted:
                 names = ", ".join(saved.id2label[index] for index in range(saved.num_labels))
-                raise ValueError(
+                raise MismatchedClassesError(
                     f"{pretrained_model_name_or_path} classifies {saved.num_labels} classes ({names}); you asked "
                     f"for {wanted}. Pass ignore_mismatched_sizes=True to give it a new, untrained classifier and "
                     "auxiliary heads of that size (every other weight is loaded), then fine-tune it."

@@ -244,10 +244,18 @@ def test_reheading_a_saved_model_loads_everything_but_the_heads_and_trains(
 def test_reheading_without_ignore_mismatched_sizes_says_how(make_model, tmp_path):
     make_model().save_pretrained(tmp_path)
     message = "classifies 4 classes \\(neutral, happy, angry, sad\\); you asked for 7. Pass ignore_mismatched_sizes"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RuntimeError, match=message):  # transformers' error type for weights of the wrong size
         MERModel.from_pretrained(tmp_path, id2label=SEVEN)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RuntimeError, match=message):
         AutoModel.from_pretrained(tmp_path, num_labels=7, trust_remote_code=True)
+
+
+def test_weights_passed_in_directly_need_no_files_and_no_network(make_model, padded_batch, monkeypatch):
+    model = make_model().eval()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = MERModel.from_pretrained(None, config=model.config, state_dict=model.state_dict()).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**padded_batch).logits, model(**padded_batch).logits)
 
 
 def test_renaming_classes_keeps_the_trained_heads(make_model, padded_batch, tmp_path):
