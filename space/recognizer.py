@@ -23,12 +23,18 @@ import torch
 from transformers import AutoModel, AutoProcessor
 
 from mer.audio import AudioError, FFmpegMissingError, audio_duration, check_audio_file, decode_audio
-from mer.inference import resolve_revision
+from mer.inference import resolve_device, resolve_revision
 from mer.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
 from mer.timeline import RecordingTooLong, Timeline, write_timeline
 from mer.vad import speech_problem
 from modeling_mer.asr_mer import DEFAULT_ASR_MODEL, SpeechRecognizer
-from modeling_mer.pipeline_mer import PIPELINE_TASK, SILENCE_DBFS, MERPipeline, audio_problem
+from modeling_mer.pipeline_mer import (
+    DEFAULT_MAX_SECONDS,
+    PIPELINE_TASK,
+    SILENCE_DBFS,
+    MERPipeline,
+    audio_problem,
+)
 
 __all__ = [
     "ATTENTION_RUNTIMES",
@@ -45,7 +51,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_SECONDS = 60.0
 # The runtimes that give the fusion's attention weights (an ONNX graph gives logits only).
 ATTENTION_RUNTIMES = ("eager", "int8")
 # A long recording costs about its length in compute: a 30-minute interview holds the model for a few minutes.
@@ -136,7 +141,7 @@ class EmotionRecognizer:
         self.asr_model = str(asr_model)
         self.max_seconds = float(max_seconds)
         self.max_timeline_minutes = float(max_timeline_minutes)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.runtime = runtime or (DEFAULT_CPU_RUNTIME if self.device.type == "cpu" else "eager")
         if self.runtime not in ATTENTION_RUNTIMES:
             raise ValueError(
