@@ -67,6 +67,7 @@ from mer.speech_recognition import SpeechRecognizer
 from mer.training_defaults import resolve_training_defaults
 from mer.transcripts import ASR_TEXT_COLUMN, transcribe_corpus
 from modeling_mer import MERConfig, MERModel, MERProcessor
+from modeling_mer.pipeline_mer import save_with_pipeline
 
 logger = logging.getLogger("train")
 METRIC_PATH = Path(__file__).resolve().parent / "metrics" / "emotion_recognition"
@@ -596,6 +597,10 @@ def predict(accelerator, model, loader) -> list[dict]:
                     "probabilities": [round(p, 6) for p in row.tolist()],
                 }
             )
+    # Not `gather_for_metrics`: it trims what Accelerate repeated to even out the processes by counting samples off
+    # the end, which holds for batches of one size. Evaluation batches are grouped by length (for encoders that see
+    # padding, by exact length) and differ in size, and the repeats are whole batches; so rows carry their dataset
+    # index, and each index is kept once.
     unique = {row["index"]: row for row in reversed(gather_object(rows))}
     return [unique[index] for index in sorted(unique)]
 
@@ -614,8 +619,7 @@ def save_model(accelerator, model, processor, directory: Path) -> None:
     the state dict is gathered from all of them (FSDP, DeepSpeed); the main process writes."""
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(directory, state_dict=state_dict)
-        processor.save_pretrained(directory)
+        save_with_pipeline(accelerator.unwrap_model(model), processor, directory, state_dict=state_dict)
     accelerator.wait_for_everyone()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import REPO, base_parser, machine_info, markdown_table, run_train, settle_arguments, write_report
+from bench.record import REPO, base_parser, machine_info, markdown_table, run_train, settle_arguments, write_report
 from mer.tiny import build_tiny_encoders, build_tiny_whisper
 
 SHARED = REPO.parent / "shared"

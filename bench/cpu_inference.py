@@ -6,7 +6,7 @@ export, by speed and by whether they keep the model's answers; picks the CPU def
 Speed: wav2vec2-base + bert-base (K = 2, random weights: speed does not depend on them), each runtime made with
 `mer.runtime.prepare_for_inference` (the time that takes is recorded). `--num-batches` batches of 8 utterances are
 drawn from IEMOCAP's length distribution as sorting the whole corpus by length batches them
-(bench.common.sample_grouped), and built as the processor builds them. They run one at a time (batch 1, arrival
+(bench.workload.sample_grouped), and built as the processor builds them. They run one at a time (batch 1, arrival
 order) and in those length-sorted batches of 8. For every input, each runtime runs once (a warm-up, and the largest
 |logit| difference from eager), then `--repeats` times in rotating order; the fastest run of each is kept and the
 inputs' times are summed (`torch.inference_mode` around every call).
@@ -35,18 +35,9 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from bench.common import (
-    Stopwatch,
-    base_parser,
-    build_models,
-    machine_info,
-    make_inputs,
-    markdown_table,
-    run_model_benchmark,
-    sample_grouped,
-    settle_arguments,
-    write_report,
-)
+from bench.measure import Stopwatch, run_model_benchmark
+from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.workload import build_models, make_inputs, sample_grouped
 from dataset_scripts.iemocap.iemocap import scan_corpus
 from mer.runtime import RUNTIMES, prepare_for_inference
 from mer.tiny import build_tiny_encoders, spread_logits

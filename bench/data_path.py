@@ -36,18 +36,9 @@ from scipy.signal import resample_poly
 from torch.utils.data import DataLoader
 from transformers import BertTokenizer, Wav2Vec2FeatureExtractor
 
-from bench.common import (
-    IEMOCAP_4CLASS,
-    RESULTS_DIR,
-    base_parser,
-    machine_info,
-    markdown_table,
-    resolve_device,
-    run_model_benchmark,
-    settle_arguments,
-    training_default,
-    write_report,
-)
+from bench.measure import resolve_device, run_model_benchmark
+from bench.record import RESULTS_DIR, base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.workload import IEMOCAP_4CLASS, training_default
 from dataset_scripts.iemocap import load_iemocap
 from dataset_scripts.synthetic import generate_corpus, vocabulary
 from mer.data import LengthGroupedSampler, MERCollator, UtteranceDataset, audio_durations

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import REPO, RESULTS_DIR, base_parser, machine_info, markdown_table, run_train, write_report
+from bench.record import REPO, RESULTS_DIR, base_parser, machine_info, markdown_table, run_train, write_report
 from mer.training_defaults import GENERIC_DEFAULTS, MEASURED_DEFAULTS, TrainingDefaults
 
 __all__ = ["PHASE1_FOLDS", "SETTINGS", "Row", "main", "plan_rows", "read_rows", "run"]

@@ -5,7 +5,7 @@ time (batch 1, what a service answering one request does).
 
 The model (wav2vec2-base + bert-base, K = 2, random weights) is exported with `mer.export.write_onnx`, the path
 `python -m mer.export` takes, and the export's wall time is recorded. `--num-utterances` utterances are drawn from
-IEMOCAP's length distribution (bench.common.sample_utterances) and built as the processor builds them. For each,
+IEMOCAP's length distribution (bench.workload.sample_utterances) and built as the processor builds them. For each,
 eager PyTorch (`torch.inference_mode`, SDPA) and an onnxruntime session (CPU provider, graph optimisations on,
 as many intra-op threads as torch uses) run in alternating order `--repeats` times after one warm-up each; the
 fastest run of each is kept and summed. Reported: utterances/s and real-time factor of each, the speed-up, and the
@@ -23,18 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import (
-    Stopwatch,
-    base_parser,
-    build_models,
-    machine_info,
-    make_inputs,
-    markdown_table,
-    run_model_benchmark,
-    sample_utterances,
-    settle_arguments,
-    write_report,
-)
+from bench.measure import Stopwatch, run_model_benchmark
+from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.workload import build_models, make_inputs, sample_utterances
 from mer.export import write_onnx
 from mer.runtime import onnxruntime_session
 

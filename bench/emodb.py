@@ -39,7 +39,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import AutoModel, WhisperFeatureExtractor
 
-from bench.common import REPO, base_parser, machine_info, markdown_table, run_train, settle_arguments, write_report
+from bench.record import REPO, base_parser, machine_info, markdown_table, run_train, settle_arguments, write_report
 from mer.tiny import build_tiny_encoders, build_tiny_whisper
 from modeling_mer import MERWhisperEncoder
 from modeling_mer.processing_mer import resample

@@ -3,15 +3,15 @@
     .venv/bin/python -m bench.inference [--quick] [--num-batches 3] [--batch-size 8] [--fusion-layers 2 4]
 
 `--num-batches` batches of `--batch-size` utterances are drawn from IEMOCAP's length distribution as sorting the
-whole corpus by length would batch them (bench.common.sample_grouped), and the same utterances run three ways: one
+whole corpus by length would batch them (bench.workload.sample_grouped), and the same utterances run three ways: one
 at a time (batch 1), in those length-sorted batches, and in batches in arrival order. For every input the
 benchmark times, in the same process and in rotating order, the audio tower alone and the text tower alone
-(`get_audio_features` and `get_text_features`: each encoder and its projection to the fusion size), the whole model
-for each K (the models share these very towers), and the fusion + heads alone (`fuse` on the towers' outputs: K
-fusion layers, pooling, classifier). Each is
-run `--repeats` times and the fastest kept, which filters out interruptions by other work; the per-input times
-are summed. Throughput is utterances/s of the whole model; the real-time factor is its time over the audio's
-duration. The fusion target: whole model <= 1.03 x (audio encoder + text encoder).
+(`project_audio_features` and `project_text_features`: each encoder and its projection to the fusion size), the
+whole model for each K (the models share these very towers), and the fusion + heads alone (`fuse` on the towers'
+outputs: K fusion layers, pooling, classifier). Each is run `--repeats` times and the fastest kept, which filters out
+interruptions by other work; the per-input times are summed. Throughput is utterances/s of the whole model; the
+real-time factor is its time over the audio's duration. The fusion target: whole model <= 1.03 x (audio encoder +
+text encoder).
 """
 
 from __future__ import annotations
@@ -21,21 +21,9 @@ from functools import partial
 
 import torch
 
-from bench.common import (
-    Stopwatch,
-    autocast,
-    base_parser,
-    batches,
-    build_models,
-    machine_info,
-    make_inputs,
-    markdown_table,
-    resolve_device,
-    run_model_benchmark,
-    sample_grouped,
-    settle_arguments,
-    write_report,
-)
+from bench.measure import Stopwatch, autocast, resolve_device, run_model_benchmark
+from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.workload import batches, build_models, make_inputs, sample_grouped
 from modeling_mer import MERModel
 from modeling_mer.modeling_mer import MERFeaturesOutput
 
@@ -46,12 +34,12 @@ FUSION_TARGET = 1.03  # whole model / (audio encoder + text encoder)
 
 def encode_audio(model: MERModel, inputs: dict) -> MERFeaturesOutput:
     """The audio tower as `MERModel` runs it: encoder, frame mask, projection to the fusion size."""
-    return model.get_audio_features(inputs["input_values"], inputs["audio_attention_mask"])
+    return model.project_audio_features(inputs["input_values"], inputs["audio_attention_mask"])
 
 
 def encode_text(model: MERModel, inputs: dict) -> MERFeaturesOutput:
     """The text tower as `MERModel` runs it: encoder and projection to the fusion size."""
-    return model.get_text_features(inputs["input_ids"], inputs["text_attention_mask"], inputs["token_type_ids"])
+    return model.project_text_features(inputs["input_ids"], inputs["text_attention_mask"], inputs["token_type_ids"])
 
 
 def fuse_and_classify(model: MERModel, audio: MERFeaturesOutput, text: MERFeaturesOutput) -> torch.Tensor:

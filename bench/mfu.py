@@ -9,12 +9,12 @@ for the bf16 rows. Two FLOP counts: *executed* (of the padded batches the model 
 each utterance's own forward pass at batch 1): padding shows as executed FLOPs that are not useful.
 
 `--num-batches` batches of `--batch-size` utterances are drawn from IEMOCAP's length distribution as sorting the
-whole corpus by length would batch them (bench.common.sample_grouped). Every variant runs the same utterances; each
+whole corpus by length would batch them (bench.workload.sample_grouped). Every variant runs the same utterances; each
 input is timed `--repeats` times and the fastest kept. Variants, each changing one thing from the batched
 length-sorted baseline (SDPA attention, `torch.inference_mode`, fp32, torch's default threads, glibc's default
 malloc): batch 1; arrival order (padding); eager attention; `torch.no_grad`; one thread; bf16 autocast (when the
 device has bf16 arithmetic: CPU `avx512_bf16` / `amx_bf16`, or CUDA); on CPU, last, glibc malloc keeping freed
-memory (bench.common.keep_freed_memory), at batch 1 and batched. The baseline is also split by component: the
+memory (bench.measure.keep_freed_memory), at batch 1 and batched. The baseline is also split by component: the
 audio encoder's CNN feature encoder, the rest of the audio encoder (transformer), the text encoder, fusion + heads.
 """
 
@@ -25,27 +25,20 @@ from functools import partial
 
 import torch
 
-from bench.common import (
+from bench.inference import encode_audio, encode_text
+from bench.measure import (
     Stopwatch,
     autocast,
-    base_parser,
-    batches,
     bf16_support,
-    build_models,
     count_flops,
     keep_freed_memory,
-    machine_info,
-    make_inputs,
-    markdown_table,
     matmul_flops_per_second,
     resolve_device,
     run_model_benchmark,
-    sample_grouped,
-    settle_arguments,
     torch_threads,
-    write_report,
 )
-from bench.inference import encode_audio, encode_text
+from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.workload import batches, build_models, make_inputs, sample_grouped
 from modeling_mer import MERModel
 
 __all__ = ["main", "run"]

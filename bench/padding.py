@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.padding [--quick] [--batch-sizes 4 8 16] [--epochs 5]
 
-IEMOCAP-sized sets of utterance lengths (5531, drawn from its length distribution, bench.common.sample_utterances)
+IEMOCAP-sized sets of utterance lengths (5531, drawn from its length distribution, bench.workload.sample_utterances)
 are cropped to train.py's `max_audio_seconds`, as its collator crops them, and cut into batches in the order of
 `mer.data.LengthGroupedSampler`: with length grouping (train.py's default, the sampler's default
 mega-batches) and without (one batch per mega-batch: random batches, what `--group_by_length false` does). The
@@ -19,18 +19,9 @@ import math
 
 import numpy as np
 
-from bench.common import (
-    IEMOCAP_4CLASS,
-    SAMPLING_RATE,
-    base_parser,
-    machine_info,
-    markdown_table,
-    resolve_device,
-    sample_utterances,
-    settle_arguments,
-    training_default,
-    write_report,
-)
+from bench.measure import resolve_device
+from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.workload import IEMOCAP_4CLASS, SAMPLING_RATE, sample_utterances, training_default
 from mer.data import LengthGroupedSampler, evaluation_batches, padding_share
 
 __all__ = ["main", "run"]

@@ -25,14 +25,8 @@ from pathlib import Path
 
 import torch
 
-from bench.common import (
-    base_parser,
-    machine_info,
-    markdown_table,
-    run_model_benchmark,
-    settle_arguments,
-    write_report,
-)
+from bench.measure import run_model_benchmark
+from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
 from dataset_scripts.iemocap.iemocap import scan_corpus
 from dataset_scripts.long_recording import build_long_recording
 from dataset_scripts.synthetic import generate_corpus, vocabulary
@@ -44,6 +38,7 @@ from mer.timeline import write_timeline
 from mer.tiny import build_tiny_encoders
 from mer.vad import boundary_scores
 from modeling_mer import MERConfig, MERModel, MERProcessor
+from modeling_mer.pipeline_mer import save_with_pipeline
 
 __all__ = ["main", "run"]
 
@@ -135,9 +130,8 @@ def base_size_model(directory: Path, words: list[str]) -> Path:
     tiny_audio, tiny_text = build_tiny_encoders(directory / "tiny", words)
     config = MERConfig(audio_config=Wav2Vec2Config(layerdrop=0.0), text_config=BertConfig())
     torch.manual_seed(0)
-    MERModel(config).save_pretrained(directory / "model")
-    MERProcessor.from_audio_text_pretrained(tiny_audio, tiny_text).save_pretrained(directory / "model")
-    return directory / "model"
+    processor = MERProcessor.from_audio_text_pretrained(tiny_audio, tiny_text)
+    return save_with_pipeline(MERModel(config), processor, directory / "model")
 
 
 def measure_timeline(model: str, recording, out_dir: Path, runtime: str | None) -> dict:
@@ -177,8 +171,7 @@ def run(args: argparse.Namespace) -> dict:
         tiny_audio, tiny_text = build_tiny_encoders(work / "encoders", vocabulary())
         model = str(work / "quick-model")
         quick = MERModel.from_audio_text_pretrained(tiny_audio, tiny_text, fusion_hidden_size=16, fusion_num_heads=2)
-        quick.save_pretrained(model)
-        MERProcessor.from_audio_text_pretrained(tiny_audio, tiny_text).save_pretrained(model)
+        save_with_pipeline(quick, MERProcessor.from_audio_text_pretrained(tiny_audio, tiny_text), model)
     results, rows = {}, []
     if "asr" in args.sections:
         asr = results["asr"] = measure_asr(corpus_utterances(corpus, args.asr_utterances, args.seed))

@@ -5,7 +5,7 @@
 A training step is what train.py does per batch: forward with labels, backward, AdamW step, zero_grad (no
 gradient clipping, no accumulation). Batches are length-grouped as in training: `--num-batches` batches drawn
 from IEMOCAP's length distribution, cropped to train.py's `max_audio_seconds`, as sorting the whole corpus by
-length would batch them (bench.common.sample_grouped); the same batches for every condition.
+length would batch them (bench.workload.sample_grouped); the same batches for every condition.
 
 Conditions: the CNN feature encoder frozen (the default) or trainable, each with and without gradient
 checkpointing (`model.activation_checkpointing_enable()`). Each condition runs in a fresh process (spawned), so
@@ -33,26 +33,18 @@ import torch
 from torch.nn import functional as F
 from transformers.modeling_outputs import BaseModelOutput
 
-from bench.common import (
-    SAMPLING_RATE,
+from bench.measure import (
     Stopwatch,
     autocast,
-    base_parser,
-    build_models,
     count_flops,
     keep_freed_memory,
-    machine_info,
-    make_inputs,
-    markdown_table,
     matmul_flops_per_second,
     peak_memory_bytes,
     resolve_device,
-    sample_grouped,
-    settle_arguments,
     torch_threads,
-    training_default,
-    write_report,
 )
+from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.workload import SAMPLING_RATE, build_models, make_inputs, sample_grouped, training_default
 
 __all__ = ["CONDITIONS", "main", "run"]
 

@@ -5,7 +5,7 @@
 Stock Whisper pads every input to its 30 s window (3000 log-mel frames) and encodes 1500 frames whatever the
 utterance; MER's audio tower (`MERWhisperEncoder`) encodes the utterance's own frames. For each Whisper size
 (random weights: speed does not depend on them; `tiny` is tiny.en's shape, `base` base's), `--num-utterances`
-utterances are drawn from IEMOCAP's length distribution (bench.common.sample_utterances, clipped to 30 s), turned
+utterances are drawn from IEMOCAP's length distribution (bench.workload.sample_utterances, clipped to 30 s), turned
 into log-mel features as each tower takes them, and encoded one at a time (batch 1) by both, alternating, the
 fastest of `--repeats` runs kept and summed. Reported: utterances/s of each, the speed-up, and the encoder frames
 each computes. Quick mode: the tiny test Whisper (`mer.tiny`) and 3 utterances.
@@ -21,17 +21,9 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from bench.common import (
-    SAMPLING_RATE,
-    Stopwatch,
-    base_parser,
-    machine_info,
-    markdown_table,
-    run_model_benchmark,
-    sample_utterances,
-    settle_arguments,
-    write_report,
-)
+from bench.measure import Stopwatch, run_model_benchmark
+from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
+from bench.workload import SAMPLING_RATE, sample_utterances
 from mer.tiny import tiny_whisper_config
 from modeling_mer import MERWhisperEncoder
 

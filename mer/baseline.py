@@ -54,7 +54,7 @@ class FrozenFeatures:
     """The pooled features of the pretrained towers for any utterances of the run, each extracted once.
 
     `model` is a `MERModel` built around the pretrained towers (its fusion and heads are never used: only its public
-    `get_audio_features` / `get_text_features`), built by `model_factory()` when first needed;
+    `project_audio_features` / `project_text_features`), built by `model_factory()` when first needed;
     `loader_of(dataset, config)` gives the dataset's whole utterances in batches with their `indices` (train.py's
     evaluation loader). Utterances are remembered by `utterance_keys` (the corpus's utterance ids where it has
     them), so that the folds of a run, and its seeds, share one pass.
@@ -90,10 +90,10 @@ class FrozenFeatures:
         for batch in loader:
             indices = batch.pop("indices").tolist()
             batch.pop("labels")
-            audio = self.model.get_audio_features(
+            audio = self.model.project_audio_features(
                 batch.get("input_values"), batch.get("audio_attention_mask"), True, batch.get("input_features")
             )
-            text = self.model.get_text_features(
+            text = self.model.project_text_features(
                 batch["input_ids"], batch.get("text_attention_mask"), batch.get("token_type_ids"), True
             )
             audio_pooled = pooled_statistics(audio.hidden_states[-1], audio.attention_mask).float().cpu().numpy()

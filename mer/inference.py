@@ -4,8 +4,6 @@ do: the model's pipeline (transcribing what has no transcript) on the fastest CP
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -13,15 +11,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from mer.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES, prepare_for_inference
-from modeling_mer.pipeline_mer import PIPELINE_TASK, MERPipeline
+from mer.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
+from modeling_mer.pipeline_mer import PIPELINE_TASK, RUNTIMES, MERPipeline
 
 __all__ = [
     "REVISION_VARIABLE",
     "ModelLoadError",
     "check_model_location",
     "load_pipeline",
-    "model_fingerprint",
     "resolve_device",
     "resolve_revision",
 ]
@@ -94,13 +91,12 @@ def load_pipeline(
         processor=processor,
         task=PIPELINE_TASK,
         device=device,
+        runtime=runtime,
+        prepare_runtime=prepare_for_inference,
+        model_name=model,
         asr_model=asr_model,
         asr_backend=asr_backend,
     )
-    pipe.fingerprint = model_fingerprint(network)
-    if runtime != "eager":
-        pipe.model = prepare_for_inference(network, runtime, processor=processor)
-    pipe.runtime = runtime
     logger.info("Loaded %s (%s) on %s with the %s runtime", model, pipe.fingerprint, device, runtime)
     return pipe
 
@@ -153,17 +149,3 @@ def check_model_location(model: str) -> None:
             f"--model {model}: no such directory (a Hub id is written name or namespace/name). Has the model been "
             "trained and saved there?"
         )
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """12 hex digits that identify a model's classes and weights (wherever it was loaded from, whatever version of
-    its code saved it): its config without paths, versions and code pointers, and every parameter's sum. Two
-    different models share it only by accident."""
-    config = model.config.to_dict()
-    for volatile in ("_name_or_path", "name_or_path", "transformers_version", "auto_map", "custom_pipelines"):
-        config.pop(volatile, None)
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    with torch.no_grad():
-        for name, parameter in model.state_dict().items():
-            digest.update(f"{name}:{float(parameter.double().sum()):.6e}".encode())
-    return digest.hexdigest()[:12]

@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mer.audio import AudioError, decode_audio
 from mer.tables import spreadsheet_safe
 from mer.vad import speech_problem
-from modeling_mer.pipeline_mer import MERPipeline, audio_problem
+from modeling_mer.pipeline_mer import MERPipeline
 
 __all__ = [
     "PredictionLog",
@@ -338,7 +337,7 @@ def predict_files(
     rate = pipe.processor.sampling_rate
     bar = tqdm(total=len(files), initial=summary.already_done, unit="file", disable=not progress, dynamic_ncols=True)
     with bar, ThreadPoolExecutor(_DECODE_THREADS) as pool:
-        decode = lambda path: _decode(path, rate, pipe.max_seconds, pipe.model.config.audio_receptive_field)  # noqa: E731
+        decode = lambda path: _decode(pipe, path)  # noqa: E731
         for group in _groups(todo, batch_size * _LOOKAHEAD_BATCHES):
             decoded = list(pool.map(decode, group))
             failed = [item for item in decoded if item.error]
@@ -361,16 +360,17 @@ def _groups(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def _decode(path: Path, rate: int, max_seconds: float, min_samples: int) -> _Decoded:
+def _decode(pipe: MERPipeline, path: Path) -> _Decoded:
+    """`path` read by the pipeline's length policy (`MERPipeline.prepare_audio`), then refused when it holds no
+    speech (as the Space refuses it)."""
     try:
-        waveform, cropped = decode_audio(path, rate, max_seconds)
-    except AudioError as error:
+        clip = pipe.prepare_audio(path)
+    except ValueError as error:
         return _Decoded(path, error=str(error))
-    # In the pipeline's and the Space's words: nothing to classify, or no speech (which the Space refuses too).
-    problem = audio_problem(waveform, rate, min_samples, f"'{path}'") or speech_problem(waveform, rate, f"'{path}'")
+    problem = speech_problem(clip.waveform, clip.sampling_rate, clip.name)
     if problem is not None:
         return _Decoded(path, error=problem)
-    return _Decoded(path, waveform=waveform, cropped=cropped)
+    return _Decoded(path, waveform=clip.waveform, cropped=clip.cropped)
 
 
 def _classify(

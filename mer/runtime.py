@@ -26,6 +26,7 @@ from torch import nn
 
 from mer.export import input_names, noise_inputs, sample_inputs, write_onnx
 from modeling_mer import MERModel, MEROutput, MERProcessor
+from modeling_mer.pipeline_mer import RUNTIMES
 
 __all__ = [
     "DEFAULT_CPU_RUNTIME",
@@ -37,7 +38,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("eager", "int8", "onnx")
 # `.venv/bin/python -m bench.cpu_inference` (bench/results/cpu_inference.json; AMD EPYC, 2 vCPUs, AVX2, 2 threads),
 # wav2vec2-base + bert-base, utterances/s at batch 1 / in length-sorted batches of 8, argmax agreement with fp32
 # eager over the demo corpus's 1260 utterances, time to prepare:

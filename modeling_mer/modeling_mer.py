@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -13,7 +14,7 @@ from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.processing_utils import Unpack
@@ -39,8 +40,8 @@ logger = logging.get_logger(__name__)
 @dataclass
 class MERFeaturesOutput(ModelOutput):
     """
-    One modality's encoding projected to the fusion size ([`MERModel.get_audio_features`],
-    [`MERModel.get_text_features`]), or the fused pair ([`MERModel.get_fused_features`]).
+    One modality's encoding projected to the fusion size ([`MERModel.project_audio_features`],
+    [`MERModel.project_text_features`]), or the fused pair ([`MERModel.get_fused_features`]).
 
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, length, fusion_hidden_size)`):
@@ -104,11 +105,17 @@ class MEROutput(ModelOutput):
             The unweighted auxiliary losses that are switched on, keyed by task (`"cross_pair"`, `"consistency"`).
         pooled_output (`torch.FloatTensor` of shape `(batch_size, 2 * fusion_hidden_size)`):
             Masked means of the fused audio and text streams, concatenated: the classifier's input.
-        audio_frame_mask (`torch.BoolTensor` of shape `(batch_size, num_frames)`):
-            Which audio frames are speech rather than padding.
+        audio_frame_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`):
+            1 for the audio frames that are speech, 0 for padding (integers, as transformers' attention masks are).
         hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
             `fusion_num_layers + 1` tensors of shape `(batch_size, num_frames + num_tokens, fusion_hidden_size)`:
             the audio frames followed by the tokens, as they enter the fusion and after each fusion layer.
+        attentions (`tuple[torch.FloatTensor]`, one per fusion layer, returned with `output_attentions=True`):
+            `(batch_size, num_heads, num_frames + num_tokens, num_frames + num_tokens)`, in the layout of
+            `hidden_states`: row `i` is position `i` as a query. The fusion is cross-modal, so frames attend to
+            tokens (rows `:num_frames`, columns `num_frames:`) and tokens to frames (rows `num_frames:`, columns
+            `:num_frames`); every other weight is 0, as are the rows of a modality that is not a query in
+            `fusion_direction`. The same weights, per direction, are `audio_attentions` and `text_attentions`.
         audio_encoder_hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
             The audio encoder's hidden states (`(batch_size, num_frames, audio hidden size)` each).
         text_encoder_hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
@@ -124,8 +131,9 @@ class MEROutput(ModelOutput):
     classification_loss: torch.FloatTensor | None = None
     aux_losses: dict[str, torch.FloatTensor] | None = None
     pooled_output: torch.FloatTensor | None = None
-    audio_frame_mask: torch.BoolTensor | None = None
+    audio_frame_mask: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
     audio_encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     text_encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     audio_attentions: tuple[torch.FloatTensor, ...] | None = None
@@ -376,7 +384,10 @@ class MERWhisperEncoder(WhisperEncoder):
                 1 for real log-mel frames, 0 for padding.
             output_hidden_states (`bool`, *optional*):
                 Also return the embeddings and every layer's output (the last one after the final layer norm).
+            kwargs: passed to the attention of every layer; `output_attentions` is not supported (the layers'
+                weights are not returned).
         """
+        kwargs.pop("output_attentions", None)
         frames = input_features.shape[-1]
         if not is_torchdynamo_compiling() and frames > WHISPER_MEL_FRAMES_PER_FRAME * self.max_source_positions:
             raise ValueError(
@@ -608,12 +619,24 @@ class MERModel(MERPreTrainedModel):
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         auto_map.pop("AutoModelForAudioClassification", None)
         self.config.auto_map = {**auto_map, "AutoModel": f"{module}.{type(self).__name__}"}
-        # pipeline("multimodal-emotion-recognition", model=<this folder>) finds its class through the config; the
-        # import makes the pipeline's file travel with the model's code (relative imports are saved beside it).
-        from .pipeline_mer import pipeline_registration
-
-        self.config.custom_pipelines = pipeline_registration()
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # A pipeline's file and its `custom_pipelines` entry are saved by the pipeline (`MERPipeline.save_pretrained`,
+        # which copies its file first); an entry whose file is not there would send `pipeline(...)` looking for it.
+        pipelines = dict(getattr(self.config, "custom_pipelines", None) or {})
+        kept = {
+            task: info
+            for task, info in pipelines.items()
+            if (Path(save_directory) / f"{str(info.get('impl', '')).split('.')[0]}.py").is_file()
+        }
+        if kept != pipelines:
+            logger.warning(
+                "Saving %s without its pipeline's code (%s): save through the pipeline (MERPipeline.save_pretrained) "
+                "for pipeline(...) to load it.", save_directory, ", ".join(sorted(set(pipelines) - set(kept))),
+            )  # fmt: skip
+        self.config.custom_pipelines = kept
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.config.custom_pipelines = pipelines
 
     def validate_inputs(
         self,
@@ -700,30 +723,15 @@ class MERModel(MERPreTrainedModel):
             )
         return given
 
-    def get_audio_features(
+    def _encode_audio(
         self,
-        input_values: torch.Tensor | None = None,
-        audio_attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        input_features: torch.Tensor | None = None,
-    ) -> MERFeaturesOutput:
-        r"""
-        The audio encoder's frames projected to the fusion size, their mask and their masked mean.
-
-        Args:
-            input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
-                wav2vec2-style encoders: normalised waveforms at the feature extractor's rate, zero-padded on the
-                right ([`MERProcessor`]).
-            audio_attention_mask (`torch.LongTensor` of shape `(batch_size, audio length)`, *optional*):
-                1 for real samples (Whisper: log-mel frames), 0 for padding. Without it everything counts as real.
-                Given to the encoder only when it takes one (`config.audio_encoder_takes_mask`); the frame mask
-                always follows it.
-            output_hidden_states (`bool`, *optional*):
-                Also return the encoder's hidden states. Defaults to `config.output_hidden_states`.
-            input_features (`torch.FloatTensor` of shape `(batch_size, num_mel_bins, num_mel_frames)`):
-                Whisper encoders: log-mel features ([`MERProcessor`]), instead of `input_values`.
-        """
-        output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
+        input_values: torch.Tensor | None,
+        audio_attention_mask: torch.Tensor | None,
+        input_features: torch.Tensor | None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[ModelOutput, MERFeaturesOutput]:
+        """The audio tower's own outputs, and its frames projected to the fusion size with their mask."""
         audio = self._audio_input(input_values, input_features)
         if audio_attention_mask is None:
             audio_attention_mask = torch.ones((len(audio), audio.shape[-1]), dtype=torch.long, device=audio.device)
@@ -732,6 +740,7 @@ class MERModel(MERPreTrainedModel):
             audio.to(self.audio_encoder.dtype),
             attention_mask=encoder_mask,
             output_hidden_states=output_hidden_states or self.layer_weights is not None,
+            **({"output_attentions": True} if output_attentions else {}),
         )
         if self.layer_weights is not None:
             layers = torch.stack(outputs.hidden_states, dim=0)  # (layers, B, T, Ha)
@@ -740,17 +749,80 @@ class MERModel(MERPreTrainedModel):
         else:
             states = outputs.last_hidden_state  # (B, T, Ha)
         mask = audio_frame_mask(audio_attention_mask, self.config.audio_config, states.shape[1])
-        return _projected(self.audio_projection, states, mask, outputs.hidden_states if output_hidden_states else None)
+        hidden_states = outputs.hidden_states if output_hidden_states else None
+        return outputs, _projected(self.audio_projection, states, mask, hidden_states)
 
+    def _encode_text(
+        self,
+        input_ids: torch.Tensor,
+        text_attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[ModelOutput, MERFeaturesOutput]:
+        """The text tower's own outputs, and its tokens projected to the fusion size with their mask."""
+        if text_attention_mask is None:
+            text_attention_mask = torch.ones_like(input_ids)
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        outputs = self.text_encoder(
+            input_ids,
+            attention_mask=text_attention_mask,
+            output_hidden_states=output_hidden_states,
+            **({"output_attentions": True} if output_attentions else {}),
+            **extra,
+        )
+        hidden_states = outputs.hidden_states if output_hidden_states else None
+        mask = text_attention_mask.bool()
+        return outputs, _projected(self.text_projection, outputs.last_hidden_state, mask, hidden_states)
+
+    @can_return_tuple
+    def get_audio_features(
+        self,
+        input_values: torch.Tensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | BaseModelOutputWithPooling:
+        r"""
+        The audio tower's outputs, with the utterance's embedding in the fusion space as `pooler_output`, as
+        transformers' dual encoders (CLIP, CLAP) give their towers' features.
+
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
+                wav2vec2-style encoders: normalised waveforms at the feature extractor's rate, zero-padded on the
+                right ([`MERProcessor`]).
+            audio_attention_mask (`torch.LongTensor` of shape `(batch_size, audio length)`, *optional*):
+                1 for real samples (Whisper: log-mel frames), 0 for padding. Without it everything counts as real.
+            input_features (`torch.FloatTensor` of shape `(batch_size, num_mel_bins, num_mel_frames)`):
+                Whisper encoders: log-mel features ([`MERProcessor`]), instead of `input_values`.
+            kwargs: `output_hidden_states`, `output_attentions` (the tower's), `return_dict`.
+
+        Returns:
+            [`~modeling_outputs.BaseModelOutputWithPooling`]: `last_hidden_state`, `hidden_states` and `attentions`
+            are the audio encoder's own; `pooler_output` `(batch_size, fusion_hidden_size)` is the masked mean of its
+            frames projected to the fusion size (the frames the fusion reads: with `use_weighted_layer_sum`, the
+            weighted sum of the layers). [`~MERModel.project_audio_features`] gives the projected frames themselves.
+        """
+        outputs, projected = self._encode_audio(
+            input_values,
+            audio_attention_mask,
+            input_features,
+            self._config_default("output_hidden_states", kwargs.get("output_hidden_states")),
+            self._config_default("output_attentions", kwargs.get("output_attentions")),
+        )
+        return _tower_features(outputs, projected)
+
+    @can_return_tuple
     def get_text_features(
         self,
         input_ids: torch.Tensor,
         text_attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-    ) -> MERFeaturesOutput:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | BaseModelOutputWithPooling:
         r"""
-        The text encoder's tokens projected to the fusion size, their mask and their masked mean.
+        The text tower's outputs, with the transcript's embedding in the fusion space as `pooler_output`, as
+        transformers' dual encoders (CLIP, CLAP) give their towers' features.
 
         Args:
             input_ids (`torch.LongTensor` of shape `(batch_size, num_tokens)`):
@@ -759,18 +831,46 @@ class MERModel(MERPreTrainedModel):
                 1 for real tokens, 0 for padding.
             token_type_ids (`torch.LongTensor` of shape `(batch_size, num_tokens)`, *optional*):
                 Segment ids for text encoders that use them.
-            output_hidden_states (`bool`, *optional*):
-                Also return the encoder's hidden states. Defaults to `config.output_hidden_states`.
+            kwargs: `output_hidden_states`, `output_attentions` (the tower's), `return_dict`.
+
+        Returns:
+            [`~modeling_outputs.BaseModelOutputWithPooling`]: `last_hidden_state`, `hidden_states` and `attentions`
+            are the text encoder's own; `pooler_output` `(batch_size, fusion_hidden_size)` is the masked mean of its
+            tokens projected to the fusion size. [`~MERModel.project_text_features`] gives the projected tokens.
         """
-        output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
-        if text_attention_mask is None:
-            text_attention_mask = torch.ones_like(input_ids)
-        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        outputs = self.text_encoder(
-            input_ids, attention_mask=text_attention_mask, output_hidden_states=output_hidden_states, **extra
+        outputs, projected = self._encode_text(
+            input_ids,
+            text_attention_mask,
+            token_type_ids,
+            self._config_default("output_hidden_states", kwargs.get("output_hidden_states")),
+            self._config_default("output_attentions", kwargs.get("output_attentions")),
         )
-        hidden_states = outputs.hidden_states if output_hidden_states else None
-        return _projected(self.text_projection, outputs.last_hidden_state, text_attention_mask.bool(), hidden_states)
+        return _tower_features(outputs, projected)
+
+    def project_audio_features(
+        self,
+        input_values: torch.Tensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        input_features: torch.Tensor | None = None,
+    ) -> MERFeaturesOutput:
+        """The audio encoder's frames projected to the fusion size, their mask and their masked mean: what
+        [`~MERModel.fuse`] reads (arguments as for [`~MERModel.get_audio_features`]; `output_hidden_states` also
+        returns the encoder's own hidden states)."""
+        output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
+        return self._encode_audio(input_values, audio_attention_mask, input_features, output_hidden_states)[1]
+
+    def project_text_features(
+        self,
+        input_ids: torch.Tensor,
+        text_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> MERFeaturesOutput:
+        """The text encoder's tokens projected to the fusion size, their mask and their masked mean: what
+        [`~MERModel.fuse`] reads (arguments as for [`~MERModel.get_text_features`])."""
+        output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
+        return self._encode_text(input_ids, text_attention_mask, token_type_ids, output_hidden_states)[1]
 
     def get_fused_features(
         self,
@@ -783,8 +883,8 @@ class MERModel(MERPreTrainedModel):
     ) -> MERFeaturesOutput:
         """The fused audio frames and tokens, their mask, and the pooled pair the classifier reads
         (`pooler_output`, `(batch_size, 2 * fusion_hidden_size)`). Arguments as for `forward`."""
-        audio = self.get_audio_features(input_values, audio_attention_mask, False, input_features)
-        text = self.get_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states=False)
+        audio = self.project_audio_features(input_values, audio_attention_mask, False, input_features)
+        text = self.project_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states=False)
         return self.fuse(audio, text)
 
     def fuse(
@@ -795,7 +895,7 @@ class MERModel(MERPreTrainedModel):
         output_hidden_states: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MERFeaturesOutput:
-        """The fusion layers and pooling on features from `get_audio_features` and `get_text_features` (for
+        """The fusion layers and pooling on features from `project_audio_features` and `project_text_features` (for
         instance cached ones): what the model adds to its encoders before the classifier. `model.classifier` on the
         returned `pooler_output` gives the logits `forward` gives."""
         fused = self.fusion(
@@ -870,8 +970,8 @@ class MERModel(MERPreTrainedModel):
         output_hidden_states = self._config_default("output_hidden_states", output_hidden_states)
         if not is_torchdynamo_compiling():
             self.validate_inputs(input_values, input_ids, audio_attention_mask, text_attention_mask, input_features)
-        audio = self.get_audio_features(input_values, audio_attention_mask, output_hidden_states, input_features)
-        text = self.get_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states)
+        audio = self.project_audio_features(input_values, audio_attention_mask, output_hidden_states, input_features)
+        text = self.project_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states)
 
         fused = self.fuse(audio, text, output_attentions, output_hidden_states, **kwargs)
         pooled = fused.pooler_output
@@ -890,8 +990,9 @@ class MERModel(MERPreTrainedModel):
             classification_loss=classification_loss,
             aux_losses=aux_losses,
             pooled_output=pooled,
-            audio_frame_mask=audio.attention_mask,
+            audio_frame_mask=audio.attention_mask.long(),
             hidden_states=fused.hidden_states,
+            attentions=_joint_attentions(fused, audio.attention_mask.shape[1], text.attention_mask.shape[1]),
             audio_encoder_hidden_states=audio.hidden_states,
             text_encoder_hidden_states=text.hidden_states,
             audio_attentions=fused.audio_attentions,
@@ -930,6 +1031,34 @@ class MERModel(MERPreTrainedModel):
                 self.consistency_head(pooled).squeeze(-1).float(), same
             )
         return losses
+
+
+def _joint_attentions(fused: MERFusionOutput, num_frames: int, num_tokens: int) -> tuple[torch.Tensor, ...] | None:
+    """Each fusion layer's attention of both directions in one `(B, heads, frames + tokens, frames + tokens)`
+    matrix, in the layout of the fused states (see `MEROutput.attentions`); None when none were returned."""
+    audio, text = fused.audio_attentions, fused.text_attentions
+    if audio is None and text is None:
+        return None
+    layers = []
+    for index in range(len(audio if audio is not None else text)):
+        some = (audio if audio is not None else text)[index]
+        joint = some.new_zeros(some.shape[0], some.shape[1], num_frames + num_tokens, num_frames + num_tokens)
+        if audio is not None:
+            joint[:, :, :num_frames, num_frames:] = audio[index]
+        if text is not None:
+            joint[:, :, num_frames:, :num_frames] = text[index]
+        layers.append(joint)
+    return tuple(layers)
+
+
+def _tower_features(outputs: ModelOutput, projected: MERFeaturesOutput) -> BaseModelOutputWithPooling:
+    """A tower's own outputs with its projected masked mean as `pooler_output`."""
+    return BaseModelOutputWithPooling(
+        last_hidden_state=outputs.last_hidden_state,
+        pooler_output=projected.pooler_output,
+        hidden_states=projected.hidden_states,
+        attentions=getattr(outputs, "attentions", None),
+    )
 
 
 def _projected(

@@ -209,11 +209,12 @@ def _as_batch(audio) -> list:
     return [audio]
 
 
-def to_mono_float32(wave, name: str = "audio") -> torch.Tensor:
+def to_mono_float32(wave, name: str = "audio", sampling_rate: int | None = None) -> torch.Tensor:
     """Returns a 1-D float32 tensor from a numpy array or tensor: integer PCM scaled to [-1, 1], channels averaged.
 
     Raises:
-        ValueError: naming `name`, for an empty waveform, NaN or Inf samples, or an unsupported dtype or shape.
+        ValueError: naming `name`, for an empty waveform, NaN or Inf samples (where the first is: in seconds when
+            `sampling_rate` is given, else as a sample index), or an unsupported dtype or shape.
     """
     try:
         wave = torch.as_tensor(wave).detach().cpu()
@@ -240,9 +241,9 @@ def to_mono_float32(wave, name: str = "audio") -> torch.Tensor:
     finite = torch.isfinite(wave)
     if not finite.all():  # in the words of `pipeline_mer.audio_problem`, which knows the time
         first = int((~finite).reshape(-1).nonzero()[0])
+        where = f"sample {first}." if sampling_rate is None else f"{first / sampling_rate:.2f} s: the file is damaged."
         raise ValueError(
-            f"{name} holds {int((~finite).sum())} samples that are not numbers (NaN or infinite), the first at "
-            f"sample {first}."
+            f"{name} holds {int((~finite).sum())} samples that are not numbers (NaN or infinite), the first at {where}"
         )
     return wave.to(torch.float32).contiguous()
 

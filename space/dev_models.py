@@ -19,6 +19,7 @@ from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec
 
 from mer.tiny import build_tiny_encoders, spread_logits, tiny_audio_config
 from modeling_mer import MERModel, MERProcessor
+from modeling_mer.pipeline_mer import save_with_pipeline
 
 __all__ = ["TINY_WORDS", "save_tiny_asr", "save_tiny_mer"]
 
@@ -36,9 +37,8 @@ def save_tiny_mer(out_dir: str | Path, words: tuple[str, ...] = TINY_WORDS, seed
         str(audio_dir), str(text_dir), fusion_hidden_size=16, fusion_num_heads=2
     )
     spread_logits(model)  # answers that depend on the input, so that comparisons of answers can fail
-    model.save_pretrained(out_dir / "model")
-    MERProcessor.from_audio_text_pretrained(str(audio_dir), str(text_dir)).save_pretrained(out_dir / "model")
-    return out_dir / "model"
+    processor = MERProcessor.from_audio_text_pretrained(str(audio_dir), str(text_dir))
+    return save_with_pipeline(model, processor, out_dir / "model")
 
 
 def save_tiny_asr(out_dir: str | Path, seed: int = 0) -> Path:

@@ -2,10 +2,11 @@
 classify, and keep the last fusion layer's cross-modal attention; for a long recording, the emotion timeline of its
 speech segments (`mer.timeline`).
 
-`EmotionRecognizer(model)` loads a MER model and its processor once (a Hub id or a local directory, with
-`trust_remote_code=True`) and wraps them in the model's pipeline (`MERPipeline`), whose one speech recognizer
-(`modeling_mer.asr_mer.SpeechRecognizer`) serves both actions; it is loaded on the first request that needs a
-transcript. Audio is decoded by `mer.audio` (ffmpeg).
+`EmotionRecognizer(model)` loads a MER model once (a Hub id or a local directory, with `trust_remote_code=True`) into
+its pipeline (`MERPipeline`, by `mer.inference.load_pipeline`, as `mer predict` and `mer timeline` load it). Both
+actions go through that pipeline: its length policy (`prepare_audio`), its speech recognizer (loaded on the first
+request that needs a transcript) and its classification, so that the Space and the commands give the same answer
+on the same clip.
 
 `EmotionRecognizer.analyse(audio_path, transcript)` returns an `Analysis`, `EmotionRecognizer.timeline(audio_path,
 out_dir)` a `mer.timeline.Timeline`; both raise `InputError` (the user's input cannot be analysed) or `ServiceError`
@@ -19,22 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import AutoModel, AutoProcessor
 
-from mer.audio import AudioError, FFmpegMissingError, audio_duration, check_audio_file, decode_audio
-from mer.inference import resolve_device, resolve_revision
-from mer.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
+from mer.audio import AudioError, FFmpegMissingError, audio_duration, check_audio_file
+from mer.inference import load_pipeline, resolve_device
+from mer.runtime import DEFAULT_CPU_RUNTIME
 from mer.timeline import RecordingTooLong, Timeline, write_timeline
 from mer.vad import speech_problem
 from modeling_mer.asr_mer import DEFAULT_ASR_MODEL, SpeechRecognizer
-from modeling_mer.pipeline_mer import (
-    DEFAULT_MAX_SECONDS,
-    PIPELINE_TASK,
-    SILENCE_DBFS,
-    MERPipeline,
-    audio_problem,
-)
+from modeling_mer.pipeline_mer import DEFAULT_MAX_SECONDS, SILENCE_DBFS, MERPipeline
 
 __all__ = [
     "ATTENTION_RUNTIMES",
@@ -101,8 +94,8 @@ class Analysis:
 
 
 class EmotionRecognizer:
-    """A MER model, its processor and its pipeline (with one speech recognizer, loaded on first use), loaded once
-    and shared by requests.
+    """A MER model's pipeline (with one speech recognizer, loaded on first use), loaded once and shared by
+    requests.
 
     Args:
         model_name_or_path: Hub id or local directory of a saved MER model and processor.
@@ -148,25 +141,15 @@ class EmotionRecognizer:
                 f"The Space runs the model on {' or '.join(ATTENTION_RUNTIMES)} (it shows attention weights), "
                 f"not {self.runtime!r}."
             )
-        self.revision = resolve_revision(self.model_name_or_path, revision)
-        pinned = {"trust_remote_code": True, "revision": self.revision}
-        self.model = AutoModel.from_pretrained(self.model_name_or_path, **pinned).to(self.device).eval()
-        if getattr(self.model.config, "model_type", None) != "mer":
-            raise ValueError(f"{self.model_name_or_path} holds a {self.model.config.model_type!r} model, not MER.")
-        self.model = prepare_for_inference(self.model, self.runtime)
-        self.processor = AutoProcessor.from_pretrained(self.model_name_or_path, **pinned)
-        window = getattr(self.model.config, "audio_max_seconds", None)  # Whisper towers take 30 s at once
-        if window is not None and window < self.max_seconds:
-            self.max_seconds = window
-        # The installed pipeline class around the model already loaded: the timeline classifies with it, and its
-        # speech recognizer transcribes for both actions.
-        self.pipeline = MERPipeline(
-            model=self.model,
-            processor=self.processor,
-            task=PIPELINE_TASK,
-            device=self.device,
-            asr_model=self.asr_model,
+        self.pipeline: MERPipeline = load_pipeline(
+            self.model_name_or_path, self.asr_model, runtime=self.runtime, device=str(self.device), revision=revision
         )
+        self.max_seconds = min(self.max_seconds, self.pipeline.max_seconds)  # Whisper towers take 30 s at once
+
+    @property
+    def model(self):
+        """The model as it runs (on `runtime`)."""
+        return self.pipeline.model
 
     @property
     def labels(self) -> list[str]:
@@ -174,18 +157,8 @@ class EmotionRecognizer:
         return self.pipeline.labels
 
     @property
-    def max_text_tokens(self) -> int:
-        """Transcripts are cut to what the text encoder reads."""
-        return self.pipeline.max_text_tokens
-
-    @property
     def sampling_rate(self) -> int:
-        return self.processor.sampling_rate
-
-    @property
-    def min_samples(self) -> int:
-        """The fewest samples (at `sampling_rate`) the audio encoder can turn into one frame."""
-        return self.model.config.audio_receptive_field
+        return self.pipeline.sampling_rate
 
     def analyse(self, audio_path: str | Path | None, transcript: str | None = None) -> Analysis:
         """Classifies the emotion of a recording and its transcript (transcribed when `transcript` is blank).
@@ -202,20 +175,58 @@ class EmotionRecognizer:
             raise InputError(
                 f"The transcript has {len(transcript)} characters; at most {MAX_TRANSCRIPT_CHARACTERS} are accepted."
             )
-        waveform, cropped = _decode(audio_path, self.sampling_rate, self.max_seconds)
-        self._check_audio(waveform)
+        clip = self._prepare(audio_path)
         notices = []
-        if cropped:
+        if clip.cropped:
             notices.append(
                 f"The recording is longer than {self.max_seconds:g} s: only its first {self.max_seconds:g} s "
                 "were analysed."
             )
-        transcribed_by = None
         if not transcript:
-            transcript, transcribed_by = self.transcribe(audio_path, waveform), self.asr_model
-            if not transcript:
-                notices.append(self.audio_only_notice())
-        return self._classify(waveform, transcript, transcribed_by, notices)
+            self.speech_recognizer()  # a ServiceError now, in words for the user
+        result = self.pipeline(
+            {"array": clip.waveform, "sampling_rate": clip.sampling_rate, "text": transcript or None},
+            output_attentions=True,
+        )
+        if result["transcribed_by"] and not result["transcript"]:
+            notices.append(self.audio_only_notice())
+        if len(self.pipeline.processor.tokenizer(result["transcript"])["input_ids"]) > len(result["tokens"]):
+            notices.append(
+                f"The transcript is longer than the model reads: only its first {len(result['tokens'])} tokens "
+                "were used."
+            )
+        return Analysis(
+            probabilities={item["label"]: item["score"] for item in sorted(result["labels"], key=self._order)},
+            transcript=result["transcript"],
+            transcribed_by=result["transcribed_by"],
+            waveform=clip.waveform,
+            sampling_rate=clip.sampling_rate,
+            tokens=result["tokens"],
+            frame_seconds=result["frame_seconds"],
+            attentions=result["attentions"],
+            notices=notices,
+        )
+
+    def _order(self, item: dict) -> int:
+        return self.labels.index(item["label"])
+
+    def _prepare(self, audio_path: str | Path):
+        """The pipeline's length policy on the file, and the voice-activity check; errors told to the user."""
+        try:
+            clip = self.pipeline.prepare_audio(audio_path, max_seconds=self.max_seconds, name="The recording")
+        except AudioError as error:
+            raise InputError(_unreadable(audio_path, error)) from None
+        except FFmpegMissingError:
+            raise ServiceError(_NO_FFMPEG) from None
+        except ValueError as error:  # the pipeline's words, and mer predict's
+            advice = (
+                " Check the microphone and record again." if "silent" in str(error) else " Record or upload again."
+            )
+            raise InputError(f"{error}{advice}") from None
+        problem = speech_problem(clip.waveform, clip.sampling_rate)
+        if problem is not None:
+            raise InputError(f"{problem} Record or upload again.")
+        return clip
 
     def audio_only_notice(self) -> str:
         """What a prediction without words is worth, from the scores train.py recorded in the model's config."""
@@ -233,27 +244,6 @@ class EmotionRecognizer:
             f"{audio_only:.0f}%, against {both:.0f}% with words and {chance:.0f}% by chance "
             f"({evaluation.get('evaluated_on', 'test')})."
         )
-
-    def _check_audio(self, waveform: np.ndarray) -> None:
-        # the pipeline's words, and mer predict's
-        problem = audio_problem(waveform, self.sampling_rate, self.min_samples) or speech_problem(
-            waveform, self.sampling_rate
-        )
-        if problem is not None:
-            advice = " Check the microphone and record again." if "silent" in problem else " Record or upload again."
-            raise InputError(problem + advice)
-
-    def transcribe(self, audio_path: str | Path, waveform: np.ndarray) -> str:
-        """Transcribes `waveform` (at `sampling_rate`; decoded again from `audio_path` when the speech recognizer
-        reads another rate) with the pipeline's speech recognizer.
-
-        Raises:
-            ServiceError: the speech-recognition model cannot be loaded.
-        """
-        speech_recognizer = self.speech_recognizer()
-        if speech_recognizer.sampling_rate != self.sampling_rate:
-            waveform, _ = _decode(audio_path, speech_recognizer.sampling_rate, self.max_seconds)
-        return speech_recognizer.transcribe(waveform)
 
     def speech_recognizer(self) -> SpeechRecognizer:
         """The pipeline's speech recognizer, loaded (once; a failed load is tried again by the next request).
@@ -324,51 +314,8 @@ class EmotionRecognizer:
             "them one at a time."
         )
 
-    @torch.inference_mode()
-    def _classify(
-        self, waveform: np.ndarray, transcript: str, transcribed_by: str | None, notices: list[str]
-    ) -> Analysis:
-        inputs = self.processor(
-            audio=waveform, text=transcript, sampling_rate=self.sampling_rate, max_text_length=self.max_text_tokens
-        ).to(self.device)
-        if len(self.processor.tokenizer(transcript)["input_ids"]) > self.max_text_tokens:
-            notices.append(
-                f"The transcript is longer than the model reads: only its first {self.max_text_tokens} tokens "
-                "were used."
-            )
-        output = self.model(**inputs, output_attentions=True)
-        probabilities = output.logits.float().softmax(dim=-1)[0].tolist()
-        num_frames = int(output.audio_frame_mask[0].sum())
-        num_tokens = int(inputs["text_attention_mask"][0].sum())
-        attentions = {}
-        if output.text_attentions:  # (B, heads, tokens, frames): words are the queries
-            attentions["words → audio"] = output.text_attentions[-1][0].mean(dim=0)[:num_tokens, :num_frames]
-        if output.audio_attentions:  # (B, heads, frames, tokens): audio frames are the queries
-            attentions["audio → words"] = output.audio_attentions[-1][0].mean(dim=0)[:num_frames, :num_tokens].T
-        return Analysis(
-            probabilities=dict(zip(self.labels, probabilities, strict=True)),
-            transcript=transcript,
-            transcribed_by=transcribed_by,
-            waveform=waveform,
-            sampling_rate=self.sampling_rate,
-            tokens=self.processor.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0][:num_tokens].tolist()),
-            frame_seconds=self.model.config.audio_frame_stride / self.sampling_rate,
-            attentions={name: weights.float().cpu().numpy() for name, weights in attentions.items()},
-            notices=notices,
-        )
-
 
 _NO_FFMPEG = "The server cannot decode audio: ffmpeg is not installed."
-
-
-def _decode(path: str | Path, sampling_rate: int, max_seconds: float) -> tuple[np.ndarray, bool]:
-    """`mer.audio.decode_audio`, its errors told to the user (see `EmotionRecognizer.analyse`)."""
-    try:
-        return decode_audio(path, sampling_rate, max_seconds)
-    except AudioError as error:
-        raise InputError(_unreadable(path, error)) from None
-    except FFmpegMissingError:
-        raise ServiceError(_NO_FFMPEG) from None
 
 
 def _unreadable(path: str | Path, error: AudioError) -> str:

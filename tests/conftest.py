@@ -8,10 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from corpus_fixtures import synthetic_corpus, synthetic_iemocap, tiny_corpus  # noqa: F401
 
-from mer.tiny import build_tiny_encoders, build_tiny_whisper, spread_logits
-from modeling_mer import MERModel, MERProcessor
+# The Space's test modules import their kit before pytest loads it as their plugin (`pytest_plugins`).
+pytest.register_assert_rewrite("space_fixtures")
+
+from corpus_fixtures import synthetic_corpus, synthetic_iemocap, tiny_corpus  # noqa: E402, F401
+
+from mer.tiny import build_tiny_encoders, build_tiny_whisper, spread_logits  # noqa: E402
+from modeling_mer import MERModel, MERProcessor  # noqa: E402
+from modeling_mer.pipeline_mer import save_with_pipeline  # noqa: E402
 
 WORDS = "i love this wonderful day hate the awful mess meeting starts at noon what a great surprise . , ! ?".split()
 SAMPLING_RATE = 16000
@@ -52,9 +57,7 @@ def save_tiny_mer(tiny_encoders: tuple[str, str], directory: Path, seed: int = 0
     torch.manual_seed(seed)
     model = MERModel.from_audio_text_pretrained(*tiny_encoders, fusion_hidden_size=16, fusion_num_heads=2)
     spread_logits(model)
-    model.save_pretrained(directory)
-    MERProcessor.from_audio_text_pretrained(*tiny_encoders).save_pretrained(directory)
-    return directory
+    return save_with_pipeline(model, MERProcessor.from_audio_text_pretrained(*tiny_encoders), directory)
 
 
 @pytest.fixture(scope="session")

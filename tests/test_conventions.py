@@ -63,7 +63,7 @@ def load(directory, **kwargs) -> MERModel:
 
 def real_positions(output: MEROutput, batch) -> torch.Tensor:
     """The mask of the last fusion state's real positions: audio frames then tokens."""
-    return torch.cat([output.audio_frame_mask, batch["text_attention_mask"].bool()], dim=1)
+    return torch.cat([output.audio_frame_mask, batch["text_attention_mask"]], dim=1).bool()
 
 
 class TestOverTinyConfigs:
@@ -143,7 +143,10 @@ class TestOverTinyConfigs:
             sdpa = load(directory, attn_implementation="sdpa")(**padded_batch, output_attentions=True)
             eager = load(directory, attn_implementation="eager")(**padded_batch, output_attentions=True)
         text_mask = padded_batch["text_attention_mask"].bool()
-        for direction, key_mask in (("audio_attentions", text_mask), ("text_attentions", sdpa.audio_frame_mask)):
+        for direction, key_mask in (
+            ("audio_attentions", text_mask),
+            ("text_attentions", sdpa.audio_frame_mask.bool()),
+        ):
             weights = getattr(sdpa, direction)
             if weights is None:
                 continue
@@ -157,13 +160,13 @@ class TestOverTinyConfigs:
         model = load(directory)
         with torch.no_grad():
             out = model(**padded_batch)
-            audio = model.get_audio_features(padded_batch["input_values"], padded_batch["audio_attention_mask"])
-            text = model.get_text_features(
+            audio = model.project_audio_features(padded_batch["input_values"], padded_batch["audio_attention_mask"])
+            text = model.project_text_features(
                 padded_batch["input_ids"], padded_batch["text_attention_mask"], padded_batch["token_type_ids"]
             )
             fused = model.get_fused_features(**padded_batch)
             logits = model.classifier(fused.pooler_output)
-        assert torch.equal(audio.attention_mask, out.audio_frame_mask)
+        assert torch.equal(audio.attention_mask.long(), out.audio_frame_mask)
         assert audio.pooler_output.shape == text.pooler_output.shape == (3, 16)
         torch.testing.assert_close(model.fuse(audio, text).pooler_output, fused.pooler_output)
         torch.testing.assert_close(fused.pooler_output, out.pooled_output)
@@ -172,6 +175,57 @@ class TestOverTinyConfigs:
         assert (
             fused.last_hidden_state.shape[1] == fused.attention_mask.shape[1] == out.audio_frame_mask.shape[1] + tokens
         )
+
+    def test_tower_features_are_the_towers_outputs_with_the_projection_pooled(self, case, padded_batch):
+        """As transformers 5's CLIP and CLAP: keyword arguments, the tower's own outputs, the projected embedding
+        as `pooler_output`, and `return_dict=False` giving the same as a tuple."""
+        _, directory = case
+        model = load(directory, attn_implementation="eager")  # as in transformers, only eager returns weights
+        audio_inputs = {k: padded_batch[k] for k in ("input_values", "audio_attention_mask")}
+        text_inputs = {k: padded_batch[k] for k in ("input_ids", "text_attention_mask", "token_type_ids")}
+        with torch.no_grad():
+            audio = model.get_audio_features(**audio_inputs, output_hidden_states=True, output_attentions=True)
+            text = model.get_text_features(**text_inputs, output_hidden_states=True, output_attentions=True)
+            takes_mask = model.config.audio_encoder_takes_mask  # a group-norm front end is given no mask
+            tower = model.audio_encoder(
+                padded_batch["input_values"], padded_batch["audio_attention_mask"] if takes_mask else None
+            )
+            as_tuple = model.get_text_features(**text_inputs, return_dict=False)
+            projected = model.project_audio_features(**audio_inputs)
+        torch.testing.assert_close(audio.last_hidden_state, tower.last_hidden_state)
+        torch.testing.assert_close(audio.pooler_output, projected.pooler_output)
+        config = model.config
+        assert len(audio.hidden_states) == config.audio_config.num_hidden_layers + 1
+        assert len(audio.attentions) == config.audio_config.num_hidden_layers
+        assert len(text.hidden_states) == config.text_config.num_hidden_layers + 1
+        assert len(text.attentions) == config.text_config.num_hidden_layers
+        assert text.last_hidden_state.shape[-1] == config.text_config.hidden_size
+        assert text.pooler_output.shape == (3, config.fusion_hidden_size)
+        assert isinstance(as_tuple, tuple)
+        torch.testing.assert_close(as_tuple[0], text.last_hidden_state)
+        torch.testing.assert_close(as_tuple[1], text.pooler_output)
+
+    def test_attentions_hold_both_directions_in_the_layout_of_the_fused_states(self, case, padded_batch):
+        _, directory = case
+        model = load(directory)
+        with torch.no_grad():
+            out = model(**padded_batch, output_attentions=True, output_hidden_states=True)
+            as_tuple = model(**padded_batch, output_attentions=True, output_hidden_states=True, return_dict=False)
+        frames = out.audio_frame_mask.shape[1]
+        positions = out.hidden_states[-1].shape[1]
+        assert len(out.attentions) == model.config.fusion_num_layers
+        for index, joint in enumerate(out.attentions):
+            assert joint.shape == (3, 2, positions, positions)
+            if out.audio_attentions is not None:
+                torch.testing.assert_close(joint[:, :, :frames, frames:], out.audio_attentions[index])
+            if out.text_attentions is not None:
+                torch.testing.assert_close(joint[:, :, frames:, :frames], out.text_attentions[index])
+            assert joint[:, :, :frames, :frames].abs().sum() == 0 and joint[:, :, frames:, frames:].abs().sum() == 0
+        # No bool tensors among the outputs: the tuple holds what the dict holds, each field equal.
+        assert not any(isinstance(v, torch.Tensor) and v.dtype == torch.bool for v in out.values())
+        assert len(as_tuple) == len(out.to_tuple())
+        for expected, got in zip(out.to_tuple(), as_tuple, strict=True):
+            torch.testing.assert_close(got, expected)
 
 
 def test_registered_attention_functions_reach_the_fusion(make_model, padded_batch, tmp_path):

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoProcessor
 
 from mer import export
 from modeling_mer import MERModel, MERProcessor
+from modeling_mer.pipeline_mer import save_with_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,7 @@ def test_a_whisper_tower_exports_to_torch_export_and_onnx(tiny_whisper, tiny_enc
     with torch.no_grad():
         torch.testing.assert_close(program.module()(**other).logits, model(**other).logits, atol=1e-5, rtol=1e-5)
 
-    model.save_pretrained(tmp_path / "model")
-    processor.save_pretrained(tmp_path / "model")
+    save_with_pipeline(model, processor, tmp_path / "model")
     report = export.export_onnx(tmp_path / "model", tmp_path / "exported")
     assert report["inputs"][0] == "input_features" and report["check"]["max_abs_logit_difference"] <= 1e-4
 
@@ -89,8 +89,7 @@ def test_too_short_audio_is_still_refused_by_explicit_validation(make_model, pro
 
 def test_onnx_export_runs_in_onnxruntime_like_eager(make_model, processor, tmp_path):
     model = make_model(fusion_num_layers=2).eval()
-    model.save_pretrained(tmp_path / "model")
-    processor.save_pretrained(tmp_path / "model")
+    save_with_pipeline(model, processor, tmp_path / "model")
     out = tmp_path / "exported"
     report = export.main(["--model", str(tmp_path / "model"), "--out", str(out)])
 

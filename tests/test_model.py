@@ -56,8 +56,8 @@ def test_every_direction_and_depth_trains(make_model, batch, direction, num_laye
 
 def test_the_fusion_answers_with_named_fields(make_model, batch):
     model = make_model(fusion_direction="audio_to_text").eval()
-    audio = model.get_audio_features(batch["input_values"], batch["audio_attention_mask"])
-    text = model.get_text_features(batch["input_ids"], batch["text_attention_mask"])
+    audio = model.project_audio_features(batch["input_values"], batch["audio_attention_mask"])
+    text = model.project_text_features(batch["input_ids"], batch["text_attention_mask"])
     fused = model.fusion(
         audio.last_hidden_state, audio.attention_mask, text.last_hidden_state, text.attention_mask,
         output_attentions=True,
@@ -73,7 +73,7 @@ def test_attention_never_looks_at_padding(make_model, batch):
     model = make_model(fusion_direction="bidirectional").eval()
     out = model(**batch, output_attentions=True)
     text_mask = batch["text_attention_mask"].bool()
-    audio_mask = out.audio_frame_mask
+    audio_mask = out.audio_frame_mask.bool()
     for weights in out.audio_attentions:  # (B, h, T, L): audio frames over words
         assert torch.all(weights.masked_select(~text_mask[:, None, None, :]) == 0)
         torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))

@@ -151,13 +151,13 @@ def test_top_k_returns_the_most_likely_classes_first(classifier, utterances):
     "call, message",
     [
         (lambda c, d: c(np.zeros(8000, dtype=np.float32), text="hi"), "give its sampling_rate"),
-        (lambda c, d: c(str(d / "missing.wav"), text="hi"), "missing.wav' is not a file"),
-        (lambda c, d: c(str(d / "empty.wav"), text="hi"), "empty.wav' is empty"),
+        (lambda c, d: c(str(d / "missing.wav"), text="hi"), r"missing.wav' as audio \(no such file\)"),
+        (lambda c, d: c(str(d / "empty.wav"), text="hi"), r"empty.wav' as audio \(the file is empty"),
         (lambda c, d: c(str(d / "notes.txt"), text="hi"), "Could not read '"),
         (lambda c, d: c(np.zeros(100, dtype=np.float32), sampling_rate=16000, text="hi"), "is too short"),
         (
             lambda c, d: c(np.where(np.arange(16000) == 8000, np.nan, speech_like(1.0)), sampling_rate=16000),
-            r"holds 1 samples that are not numbers \(NaN or infinite\), the first at sample 8000",
+            r"holds 1 samples that are not numbers \(NaN or infinite\), the first at 0.50 s",
         ),
         (lambda c, d: c({"array": speech_like(1.0), "sampling_rate": 16000, "text": 3}), "'text' must be a string"),
         (lambda c, d: c({"sampling_rate": 16000}), "needs exactly one of 'audio'"),
@@ -283,11 +283,15 @@ def test_a_speech_recognizer_that_cannot_load_says_which_model(monkeypatch, tmp_
 
 
 def test_word_error_rate_counts_substitutions_deletions_and_insertions():
-    errors = word_error_rate(["the cat sat on the mat", "Don't stop!"], ["the cat sit on mat now", "don't stop"])
+    errors = word_error_rate(["the cat sat on the mat", "Don't stop!"], ["the cat sit on the mat now", "don't"])
     assert (errors.substitutions, errors.deletions, errors.insertions, errors.reference_words) == (1, 1, 1, 8)
     assert errors.wer == pytest.approx(3 / 8)
     with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
         word_error_rate(["a", "b"], ["a"])
+    # Nothing heard is all deletions; words heard where only laughter was transcribed are all insertions.
+    nothing = word_error_rate(["see you soon", "[LAUGHTER]"], ["", "ha ha"])
+    assert (nothing.substitutions, nothing.deletions, nothing.insertions, nothing.reference_words) == (0, 3, 2, 3)
+    assert word_error_rate(["<noise>"], [""]).wer == 0.0
 
 
 def test_silence_is_refused_with_the_words_of_every_entry_point(classifier):

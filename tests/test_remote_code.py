@@ -18,6 +18,7 @@ from conftest import speech_like
 from transformers import dynamic_module_utils
 
 from modeling_mer import MERModel, MERProcessor
+from modeling_mer.pipeline_mer import save_with_pipeline
 
 MODEL_PACKAGE = Path(__file__).resolve().parents[1] / "modeling_mer"
 
@@ -58,9 +59,10 @@ def test_round_trip_in_a_clean_process(make_model, processor, tiny_whisper, tiny
     else:
         model = make_model(fusion_num_layers=3).eval()
     model_dir = tmp_path / "mer"
-    model.save_pretrained(model_dir)
-    processor.save_pretrained(model_dir)
-    assert {"modeling_mer.py", "configuration_mer.py", "processing_mer.py"} <= {p.name for p in model_dir.iterdir()}
+    save_with_pipeline(model, processor, model_dir)
+    assert {"modeling_mer.py", "configuration_mer.py", "processing_mer.py", "pipeline_mer.py"} <= {
+        p.name for p in model_dir.iterdir()
+    }
 
     # A stereo 44.1 kHz int16 clip and a mono float one: the processor resamples and mixes them the same way there.
     audio = [(speech_like(1.2, seed=8, rate=44100)[None, :].repeat(2, 0) * 20000).astype(np.int16)]
@@ -102,6 +104,23 @@ def test_saved_config_maps_only_what_works(make_model, tmp_path):
     make_model().save_pretrained(tmp_path)
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map == {"AutoConfig": "configuration_mer.MERConfig", "AutoModel": "modeling_mer.MERModel"}
+
+
+def test_the_pipeline_saves_itself_with_the_model_and_a_model_saved_alone_does_not_point_to_it(
+    make_model, processor, tmp_path
+):
+    # As transformers' custom pipelines: the pipeline side writes its file and its config entry.
+    model = make_model()
+    save_with_pipeline(model, processor, tmp_path / "with")
+    config = json.loads((tmp_path / "with" / "config.json").read_text())
+    entry = {"impl": "pipeline_mer.MERPipeline", "pt": ["AutoModel"], "type": "multimodal"}
+    assert config["custom_pipelines"] == {"multimodal-emotion-recognition": entry}
+    assert (tmp_path / "with" / "pipeline_mer.py").is_file()
+    # The same model saved alone: no entry naming a file that is not there (pipeline(...) would look for it).
+    model.save_pretrained(tmp_path / "alone")
+    assert not (tmp_path / "alone" / "pipeline_mer.py").exists()
+    assert not json.loads((tmp_path / "alone" / "config.json").read_text()).get("custom_pipelines")
+    assert list(model.config.custom_pipelines) == ["multimodal-emotion-recognition"]  # the model's config is kept
 
 
 def test_remote_code_refers_to_nothing_outside_itself():

@@ -238,7 +238,7 @@ def test_without_a_transcript_the_speech_is_transcribed_once_loaded_and_the_tran
 def test_without_words_the_notice_says_what_an_audio_only_prediction_of_this_model_is_worth(
     models, clips, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(EmotionRecognizer, "transcribe", lambda self, path, waveform: "")
+    monkeypatch.setattr(asr_mer.SpeechRecognizer, "transcribe", lambda self, waveform: "")
     unmeasured = EmotionRecognizer(models[0], asr_model=models[1]).analyse(str(clips["sad"]), "")
     assert any("never measured" in notice and "chance is 25%" in notice for notice in unmeasured.notices)
 
@@ -308,12 +308,14 @@ def test_a_whisper_tower_model_is_served_up_to_its_30_second_window(
     models, tiny_whisper, tiny_encoders, clips, tmp_path
 ):
     from modeling_mer import MERModel, MERProcessor
+    from modeling_mer.pipeline_mer import save_with_pipeline
 
     model_dir = tmp_path / "whisper-mer"
-    MERModel.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1], fusion_hidden_size=16).save_pretrained(
-        model_dir
+    save_with_pipeline(
+        MERModel.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1], fusion_hidden_size=16),
+        MERProcessor.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1]),
+        model_dir,
     )
-    MERProcessor.from_audio_text_pretrained(tiny_whisper, tiny_encoders[1]).save_pretrained(model_dir)
     long_clip = _write(tmp_path / "long.wav", _speech(clips, seconds=33.0), 22050)
 
     analysis = EmotionRecognizer(str(model_dir), asr_model=models[1]).analyse(str(long_clip), "what a wonderful day")
@@ -323,6 +325,34 @@ def test_a_whisper_tower_model_is_served_up_to_its_30_second_window(
     assert sum(analysis.probabilities.values()) == pytest.approx(1.0)
     assert {weights.shape[1] for weights in analysis.attentions.values()} == {1500}  # 50 frames/s over 30 s
     assert analysis.frame_seconds == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("runtime", ["eager", "int8"])
+def test_the_pipeline_the_commands_and_the_space_give_one_answer_on_one_clip(models, clips, tmp_path, runtime):
+    """One door: the Space, `mer predict` and (on the eager runtime, the only one a model's own files hold) the
+    one-liner on the model's own copy of the pipeline classify the same clip and words through the same code."""
+    from transformers import pipeline
+
+    from mer.cli import main
+    from modeling_mer.pipeline_mer import PIPELINE_TASK
+
+    clip, words = clips["angry"], "how dare you say that to me"
+    space = EmotionRecognizer(models[0], asr_model=models[1], runtime=runtime).analyse(str(clip), words)
+    (tmp_path / "words.csv").write_text(f"path,transcript\n{clip},{words}\n")
+    output = tmp_path / "predictions.csv"
+    status = main(["predict", str(clip), "--model", models[0], "--runtime", runtime, "--output", str(output),
+                   "--transcripts", str(tmp_path / "words.csv"), "--quiet"])  # fmt: skip
+    assert status == 0
+    with output.open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["transcript_source"] == "given" and row["runtime"] == runtime
+    answers = {"space": space.probabilities, "mer predict": {k: float(row[f"score_{k}"]) for k in space.probabilities}}
+    if runtime == "eager":
+        one_liner = pipeline(PIPELINE_TASK, model=models[0], trust_remote_code=True, device="cpu")
+        answers["pipeline"] = {item["label"]: item["score"] for item in one_liner(str(clip), text=words)["labels"]}
+    for name, answer in answers.items():
+        assert answer == pytest.approx(space.probabilities, abs=1e-6), name
+    assert max(space.probabilities.values()) - min(space.probabilities.values()) > 1e-3  # answers that can differ
 
 
 def test_example_clips_are_spoken_by_espeak_and_each_can_be_analysed(recognizer, clips):
@@ -492,7 +522,7 @@ def test_an_unexpected_failure_reaches_the_client_as_a_readable_error(client, re
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory at 0x7f...")
 
-    monkeypatch.setattr(recognizer, "_classify", broken)
+    monkeypatch.setattr(recognizer.pipeline, "_forward", broken)
     with pytest.raises(AppError, match="Something went wrong while analysing this recording") as error:
         client.predict(handle_file(str(clips["happy"])), "hello", api_name="/predict")
     assert "CUDA" not in str(error.value)
