@@ -1,5 +1,5 @@
-"""Scoring speech recognition: the word error rate of transcripts against references, after the normalisation that
-makes "Don't!" and "don't" the same word.
+"""Scoring speech recognition: the word error rate of transcripts against references (counted by jiwer, the field's
+standard), after the normalisation that makes "Don't!" and "don't" the same word.
 
 The recogniser itself (`SpeechRecognizer`: faster-whisper where installed, else transformers' pipeline) lives with
 the model's code (`modeling_mer.asr_mer`), because the pipeline that travels with every saved model uses it.
@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import jiwer
 
 from modeling_mer.asr_mer import DEFAULT_ASR_MODEL, SpeechRecognizer, default_asr_model
 
@@ -51,39 +53,27 @@ class WordErrors:
 
 
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> WordErrors:
-    """The word errors of `hypotheses` against `references` (paired in order), after `normalise_words`.
+    """The word errors of `hypotheses` against `references` (paired in order), after `normalise_words`, counted by
+    jiwer (the cheapest word alignment of each pair, summed over pairs).
 
     Raises:
         ValueError: the two lists differ in length.
     """
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses.")
-    totals = [0, 0, 0]
-    words = 0
-    for reference, hypothesis in zip(references, hypotheses, strict=True):
-        ref, hyp = normalise_words(reference), normalise_words(hypothesis)
-        for index, count in enumerate(_edits(ref, hyp)):
-            totals[index] += count
-        words += len(ref)
-    return WordErrors(*totals, reference_words=words)
-
-
-def _edits(ref: list[str], hyp: list[str]) -> tuple[int, int, int]:
-    """(substitutions, deletions, insertions) of the cheapest alignment (Levenshtein over words)."""
-    # Each cell: (cost, substitutions, deletions, insertions) of the cheapest alignment of the prefixes.
-    previous = [(j, 0, 0, j) for j in range(len(hyp) + 1)]
-    for i in range(1, len(ref) + 1):
-        current = [(i, 0, i, 0)]
-        for j in range(1, len(hyp) + 1):
-            if ref[i - 1] == hyp[j - 1]:
-                best = previous[j - 1]
-            else:
-                cost, s, d, n = previous[j - 1]
-                best = (cost + 1, s + 1, d, n)
-                cost, s, d, n = previous[j]
-                best = min(best, (cost + 1, s, d + 1, n))
-                cost, s, d, n = current[j - 1]
-                best = min(best, (cost + 1, s, d, n + 1))
-            current.append(best)
-        previous = current
-    return previous[-1][1:]
+    pairs = [(normalise_words(reference), normalise_words(hypothesis)) for reference, hypothesis in zip(
+        references, hypotheses, strict=True
+    )]  # fmt: skip
+    # A reference without words (only non-speech marks) has nothing to align to: jiwer refuses it, and every word
+    # heard there is an insertion.
+    spoken = [(" ".join(reference), " ".join(hypothesis)) for reference, hypothesis in pairs if reference]
+    insertions = sum(len(hypothesis) for reference, hypothesis in pairs if not reference)
+    if not spoken:
+        return WordErrors(0, 0, insertions, reference_words=0)
+    counts = jiwer.process_words([reference for reference, _ in spoken], [hypothesis for _, hypothesis in spoken])
+    return WordErrors(
+        counts.substitutions,
+        counts.deletions,
+        counts.insertions + insertions,
+        reference_words=counts.hits + counts.substitutions + counts.deletions,
+    )
