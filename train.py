@@ -6,11 +6,11 @@
     accelerate launch train.py --corpus ravdess=/data/RAVDESS --corpus emodb=/data/emodb [--protocol
         leave-one-corpus-out] --audio_model openai/whisper-base --output_dir runs/y
 
-The evaluation protocol (mer.protocol): each fold (an IEMOCAP session) is tested once by a model trained on the
-other folds; the epoch is chosen on validation speakers held out whole from the training folds; no speaker is in two
-of train / validation / test. Public corpora by name (mer.corpora) are pooled within each corpus's standard folds or
-left out one corpus at a time, and scored per corpus too. Scores are averaged over folds and pooled over them;
-`--seeds 1 2 3` runs every fold once per seed. `--transcripts asr` trains and tests on speech recognition's
+The evaluation protocol (mer.training.protocol): each fold (an IEMOCAP session) is tested once by a model trained on
+the other folds; the epoch is chosen on validation speakers held out whole from the training folds; no speaker is in
+two of train / validation / test. Public corpora by name (mer.training.corpora) are pooled within each corpus's
+standard folds or left out one corpus at a time, and scored per corpus too. Scores are averaged over folds and pooled
+over them; `--seeds 1 2 3` runs every fold once per seed. `--transcripts asr` trains and tests on speech recognition's
 transcripts, `both` trains on gold ones and tests on both. Rerunning the same command (or passing
 --resume_from_checkpoint) continues a killed run exactly: finished folds (of each seed) are kept, an unfinished fold
 resumes from its last epoch with the batch order, random state and learning rate it would have had. CPU, one GPU,
@@ -39,14 +39,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
 
-from mer.arguments import Arguments, load_model_configs, parse_config_overrides
-from mer.baseline import FrozenFeatures, probe_fold
-from mer.corpora import CORPORA
-from mer.data import LengthGroupedSampler, MERCollator, UtteranceDataset, evaluation_batches
-from mer.fold_export import export_folds
-from mer.folds import Corpus, FoldSplit
-from mer.protocol import describe_protocol, load_corpus, plan_folds
-from mer.reporting import (
+from mer.training.arguments import Arguments, load_model_configs, parse_config_overrides
+from mer.training.baseline import FrozenFeatures, probe_fold
+from mer.training.corpora import CORPORA
+from mer.training.data import LengthGroupedSampler, MERCollator, UtteranceDataset, evaluation_batches
+from mer.training.fold_export import export_folds
+from mer.training.folds import Corpus, FoldSplit
+from mer.training.protocol import describe_protocol, load_corpus, plan_folds
+from mer.training.reporting import (
     evaluation_conditions,
     push_model_to_hub,
     record_evaluation_in_config,
@@ -54,7 +54,7 @@ from mer.reporting import (
     summarise,
     write_model_card,
 )
-from mer.run_dir import (
+from mer.training.run_dir import (
     BEST_MODEL,
     FoldState,
     check_output_dir,
@@ -63,9 +63,9 @@ from mer.run_dir import (
     publish_best_model,
     save_checkpoint,
 )
-from mer.speech_recognition import SpeechRecognizer
-from mer.training_defaults import resolve_training_defaults
-from mer.transcripts import ASR_TEXT_COLUMN, transcribe_corpus
+from mer.training.speech_recognition import SpeechRecognizer
+from mer.training.training_defaults import resolve_training_defaults
+from mer.training.transcripts import ASR_TEXT_COLUMN, transcribe_corpus
 from modeling_mer import MERConfig, MERModel, MERProcessor
 from modeling_mer.pipeline_mer import save_with_pipeline
 

@@ -1,19 +1,19 @@
-"""CPU inference runtimes (`mer.runtime`): eager PyTorch, int8 dynamic quantisation and onnxruntime on the ONNX
+"""CPU inference runtimes (`mer.serving.runtime`): eager PyTorch, int8 dynamic quantisation and onnxruntime on the ONNX
 export, by speed and by whether they keep the model's answers; picks the CPU default.
 
     .venv/bin/python -m bench.cpu_inference [--quick] [--num-batches 3] [--repeats 3] [--model DIR] [--corpus DIR]
 
 Speed: wav2vec2-base + bert-base (K = 2, random weights: speed does not depend on them), each runtime made with
-`mer.runtime.prepare_for_inference` (the time that takes is recorded). `--num-batches` batches of 8 utterances are
-drawn from IEMOCAP's length distribution as sorting the whole corpus by length batches them
+`mer.serving.runtime.prepare_for_inference` (the time that takes is recorded). `--num-batches` batches of 8 utterances
+are drawn from IEMOCAP's length distribution as sorting the whole corpus by length batches them
 (bench.workload.sample_grouped), and built as the processor builds them. They run one at a time (batch 1, arrival
 order) and in those length-sorted batches of 8. For every input, each runtime runs once (a warm-up, and the largest
 |logit| difference from eager), then `--repeats` times in rotating order; the fastest run of each is kept and the
 inputs' times are summed (`torch.inference_mode` around every call).
 
 Agreement: the model `make demo` trains (`--model`, a saved MER model; loaded with the installed `MERModel`, as
-`python -m mer.export` loads it) over every utterance of the demo corpus (`--corpus`, IEMOCAP layout) that has a
-transcript, all five sessions, one at a time as the processor prepares it from the wav file and its transcript: the
+`python -m mer.serving.export` loads it) over every utterance of the demo corpus (`--corpus`, IEMOCAP layout) that has
+a transcript, all five sessions, one at a time as the processor prepares it from the wav file and its transcript: the
 share of utterances whose argmax matches fp32 eager's, and the largest |logit| difference.
 
 The default: the fastest runtime at batch 1 whose agreement is at least 99% (`choose_default` says why batch 1).
@@ -39,7 +39,7 @@ from bench.measure import Stopwatch, run_model_benchmark
 from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
 from bench.workload import build_models, make_inputs, sample_grouped
 from dataset_scripts.iemocap.iemocap import scan_corpus
-from mer.runtime import RUNTIMES, prepare_for_inference
+from mer.serving.runtime import RUNTIMES, prepare_for_inference
 from mer.tiny import build_tiny_encoders, spread_logits
 from modeling_mer import MERModel, MERProcessor
 
@@ -106,7 +106,7 @@ def tiny_model(directory: Path) -> tuple[MERModel, MERProcessor]:
 
 
 def prepare_runtimes(model: MERModel, processor: MERProcessor | None) -> tuple[dict[str, nn.Module], dict]:
-    """Every runtime of `mer.runtime.RUNTIMES` for `model`, and the seconds each took to prepare."""
+    """Every runtime of `mer.serving.runtime.RUNTIMES` for `model`, and the seconds each took to prepare."""
     runtimes, seconds = {}, {}
     for name in RUNTIMES:
         start = time.perf_counter()

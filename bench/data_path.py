@@ -41,8 +41,8 @@ from bench.record import RESULTS_DIR, base_parser, machine_info, markdown_table,
 from bench.workload import IEMOCAP_4CLASS, training_default
 from dataset_scripts.iemocap import load_iemocap
 from dataset_scripts.synthetic import generate_corpus, vocabulary
-from mer.data import LengthGroupedSampler, MERCollator, UtteranceDataset, audio_durations
 from mer.tiny import SPECIAL_TOKENS
+from mer.training.data import LengthGroupedSampler, MERCollator, UtteranceDataset, audio_durations
 from modeling_mer import MERProcessor
 
 __all__ = ["base_processor", "main", "resampled_copy", "run"]

@@ -19,9 +19,9 @@ its best condition (speech, text or both) chosen on validation too. Phase 2 (the
 settings): every fold of both corpora with seed 0, seeds 1 and 2 on the phase-1 folds, and leave-one-corpus-out
 both ways.
 
-A setting is a full set of the tower-dependent flags (mer.training_defaults), never "the current defaults", so a row
-keeps its meaning when the defaults change. `--quick` runs one epoch of one row on small generated trees with tiny
-towers (the test of this code path).
+A setting is a full set of the tower-dependent flags (mer.training.training_defaults), never "the current defaults", so
+a row keeps its meaning when the defaults change. `--quick` runs one epoch of one row on small generated trees with
+tiny towers (the test of this code path).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from bench.record import REPO, RESULTS_DIR, base_parser, machine_info, markdown_table, run_train, write_report
-from mer.training_defaults import GENERIC_DEFAULTS, MEASURED_DEFAULTS, TrainingDefaults
+from mer.training.training_defaults import GENERIC_DEFAULTS, MEASURED_DEFAULTS, TrainingDefaults
 
 __all__ = ["PHASE1_FOLDS", "SETTINGS", "Row", "main", "plan_rows", "read_rows", "run"]
 

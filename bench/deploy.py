@@ -3,9 +3,9 @@ time (batch 1, what a service answering one request does).
 
     .venv/bin/python -m bench.deploy [--quick] [--num-utterances 24] [--repeats 3]
 
-The model (wav2vec2-base + bert-base, K = 2, random weights) is exported with `mer.export.write_onnx`, the path
-`python -m mer.export` takes, and the export's wall time is recorded. `--num-utterances` utterances are drawn from
-IEMOCAP's length distribution (bench.workload.sample_utterances) and built as the processor builds them. For each,
+The model (wav2vec2-base + bert-base, K = 2, random weights) is exported with `mer.serving.export.write_onnx`, the path
+`python -m mer.serving.export` takes, and the export's wall time is recorded. `--num-utterances` utterances are drawn
+from IEMOCAP's length distribution (bench.workload.sample_utterances) and built as the processor builds them. For each,
 eager PyTorch (`torch.inference_mode`, SDPA) and an onnxruntime session (CPU provider, graph optimisations on,
 as many intra-op threads as torch uses) run in alternating order `--repeats` times after one warm-up each; the
 fastest run of each is kept and summed. Reported: utterances/s and real-time factor of each, the speed-up, and the
@@ -26,8 +26,8 @@ import torch
 from bench.measure import Stopwatch, run_model_benchmark
 from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
 from bench.workload import build_models, make_inputs, sample_utterances
-from mer.export import write_onnx
-from mer.runtime import onnxruntime_session
+from mer.serving.export import write_onnx
+from mer.serving.runtime import onnxruntime_session
 
 __all__ = ["main", "run"]
 

@@ -4,9 +4,9 @@
 
 IEMOCAP-sized sets of utterance lengths (5531, drawn from its length distribution, bench.workload.sample_utterances)
 are cropped to train.py's `max_audio_seconds`, as its collator crops them, and cut into batches in the order of
-`mer.data.LengthGroupedSampler`: with length grouping (train.py's default, the sampler's default
+`mer.training.data.LengthGroupedSampler`: with length grouping (train.py's default, the sampler's default
 mega-batches) and without (one batch per mega-batch: random batches, what `--group_by_length false` does). The
-padding share `mer.data.padding_share` is 1 - real samples / (batch size x longest item), summed over the
+padding share `mer.training.data.padding_share` is 1 - real samples / (batch size x longest item), summed over the
 epoch; the table gives its mean over `--epochs` epochs (sampler orders). No model runs: this costs seconds.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from bench.measure import resolve_device
 from bench.record import base_parser, machine_info, markdown_table, settle_arguments, write_report
 from bench.workload import IEMOCAP_4CLASS, SAMPLING_RATE, sample_utterances, training_default
-from mer.data import LengthGroupedSampler, evaluation_batches, padding_share
+from mer.training.data import LengthGroupedSampler, evaluation_batches, padding_share
 
 __all__ = ["main", "run"]
 

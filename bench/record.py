@@ -20,7 +20,7 @@ import torch
 import transformers
 
 from bench.measure import bf16_support
-from mer.reporting import cpu_model
+from mer.training.reporting import cpu_model
 
 __all__ = [
     "REPO",

@@ -30,13 +30,13 @@ from bench.record import base_parser, machine_info, markdown_table, settle_argum
 from dataset_scripts.iemocap.iemocap import scan_corpus
 from dataset_scripts.long_recording import build_long_recording
 from dataset_scripts.synthetic import generate_corpus, vocabulary
-from mer.audio import decode_audio
-from mer.inference import load_pipeline
-from mer.predict import PredictionLog, TranscriptTable, predict_files
-from mer.speech_recognition import SpeechRecognizer, word_error_rate
-from mer.timeline import write_timeline
+from mer.serving.audio import decode_audio
+from mer.serving.inference import load_pipeline
+from mer.serving.predict import PredictionLog, TranscriptTable, predict_files
+from mer.serving.timeline import write_timeline
+from mer.serving.vad import boundary_scores
 from mer.tiny import build_tiny_encoders
-from mer.vad import boundary_scores
+from mer.training.speech_recognition import SpeechRecognizer, word_error_rate
 from modeling_mer import MERConfig, MERModel, MERProcessor
 from modeling_mer.pipeline_mer import save_with_pipeline
 
@@ -232,7 +232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=None, help="files for mer predict (default 400)")
     parser.add_argument("--minutes", type=float, default=None, help="length of the timeline's recording (default 10)")
     parser.add_argument(
-        "--runtime", default=None, help="mer.runtime's runtime (default: the CPU default; quick: eager)"
+        "--runtime", default=None, help="mer.serving.runtime's runtime (default: the CPU default; quick: eager)"
     )
     args = settle_arguments(
         parser.parse_args(argv), asr_utterances=(200, 2), files=(400, 4), minutes=(10.0, 0.3), runtime=(None, "eager")

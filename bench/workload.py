@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from transformers import BertConfig, PretrainedConfig, Wav2Vec2Config
 
-from mer.export import noise_inputs
+from mer.serving.export import noise_inputs
 from mer.tiny import tiny_audio_config, tiny_text_config
 from modeling_mer import MERConfig, MERModel
 
@@ -176,7 +176,7 @@ def make_inputs(
 
 
 def training_default(name: str):
-    """The default of a train.py argument (`mer.arguments.Arguments`), so the benchmarks never restate it."""
-    from mer.arguments import Arguments
+    """The default of a train.py argument (`mer.training.arguments.Arguments`), so the benchmarks never restate it."""
+    from mer.training.arguments import Arguments
 
     return {field.name: field.default for field in dataclasses.fields(Arguments)}[name]

@@ -1,5 +1,5 @@
 """A long recording made of a corpus's utterances with known pauses between them, and its ground truth: for the tests
-and the benchmarks of speech segmentation (`mer.vad`) and of `mer timeline`.
+and the benchmarks of speech segmentation (`mer.serving.vad`) and of `mer timeline`.
 
     python -m dataset_scripts.long_recording --corpus data/synthetic --minutes 10 --out /tmp/long.wav
 
@@ -40,7 +40,8 @@ __all__ = ["LongRecording", "PlacedUtterance", "build_long_recording", "load_lon
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PAUSE_SECONDS = (0.6, 2.5)  # a turn change in a conversation; all longer than mer.vad's 0.5 s min_silence
+# A turn change in a conversation; all longer than mer.serving.vad's 0.5 s min_silence.
+DEFAULT_PAUSE_SECONDS = (0.6, 2.5)
 DEFAULT_NOISE_DBFS = -60.0  # a quiet room through a decent microphone
 _TRIM_DBFS = -50.0  # below this at an utterance's ends is silence, not speech
 _CONFIG = "4class"
@@ -71,7 +72,7 @@ class LongRecording:
     utterances: tuple[PlacedUtterance, ...]
 
     def spans(self) -> list[tuple[float, float]]:
-        """`(start, end)` of every utterance, in order: the reference for `mer.vad.boundary_scores`."""
+        """`(start, end)` of every utterance, in order: the reference for `mer.serving.vad.boundary_scores`."""
         return [(u.start, u.end) for u in self.utterances]
 
 

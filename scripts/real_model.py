@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mer.corpora import CORPORA  # noqa: E402
-from mer.reporting import against_probe_line  # noqa: E402
+from mer.training.corpora import CORPORA  # noqa: E402
+from mer.training.reporting import against_probe_line  # noqa: E402
 
 __all__ = ["ALIASES", "default_towers", "find_corpora", "main", "train_command"]
 

@@ -54,7 +54,7 @@ from recognizer import (
     ServiceError,
 )
 
-from mer.timeline import Timeline
+from mer.serving.timeline import Timeline
 
 __all__ = [
     "DEFAULT_MODEL",

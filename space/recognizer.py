@@ -1,16 +1,16 @@
 """What the Space does to a recording, without any UI: for one utterance, decode, check, transcribe when needed,
 classify, and keep the last fusion layer's cross-modal attention; for a long recording, the emotion timeline of its
-speech segments (`mer.timeline`).
+speech segments (`mer.serving.timeline`).
 
 `EmotionRecognizer(model)` loads a MER model once (a Hub id or a local directory, with `trust_remote_code=True`) into
-its pipeline (`MERPipeline`, by `mer.inference.load_pipeline`, as `mer predict` and `mer timeline` load it). Both
-actions go through that pipeline: its length policy (`prepare_audio`), its speech recognizer (loaded on the first
+its pipeline (`MERPipeline`, by `mer.serving.inference.load_pipeline`, as `mer predict` and `mer timeline` load it).
+Both actions go through that pipeline: its length policy (`prepare_audio`), its speech recognizer (loaded on the first
 request that needs a transcript) and its classification, so that the Space and the commands give the same answer
 on the same clip.
 
 `EmotionRecognizer.analyse(audio_path, transcript)` returns an `Analysis`, `EmotionRecognizer.timeline(audio_path,
-out_dir)` a `mer.timeline.Timeline`; both raise `InputError` (the user's input cannot be analysed) or `ServiceError`
-(speech recognition or audio decoding is unavailable), with messages written for the user.
+out_dir)` a `mer.serving.timeline.Timeline`; both raise `InputError` (the user's input cannot be analysed) or
+`ServiceError` (speech recognition or audio decoding is unavailable), with messages written for the user.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mer.audio import AudioError, FFmpegMissingError, audio_duration, check_audio_file
-from mer.inference import load_pipeline, resolve_device
-from mer.runtime import DEFAULT_CPU_RUNTIME
-from mer.timeline import RecordingTooLong, Timeline, write_timeline
-from mer.vad import speech_problem
+from mer.serving.audio import AudioError, FFmpegMissingError, audio_duration, check_audio_file
+from mer.serving.inference import load_pipeline, resolve_device
+from mer.serving.runtime import DEFAULT_CPU_RUNTIME
+from mer.serving.timeline import RecordingTooLong, Timeline, write_timeline
+from mer.serving.vad import speech_problem
 from modeling_mer.asr_mer import DEFAULT_ASR_MODEL, SpeechRecognizer
 from modeling_mer.pipeline_mer import DEFAULT_MAX_SECONDS, SILENCE_DBFS, MERPipeline
 
@@ -100,16 +100,16 @@ class EmotionRecognizer:
     Args:
         model_name_or_path: Hub id or local directory of a saved MER model and processor.
         revision: the Hub commit to load it at (its code runs here: a commit hash pins what runs); default
-            `MER_MODEL_REVISION`, else the latest (`mer.inference.resolve_revision`).
+            `MER_MODEL_REVISION`, else the latest (`mer.serving.inference.resolve_revision`).
         asr_model: the speech-recognition model used when no transcript is given (a Hub id, a faster-whisper size
             name or a local directory; see `modeling_mer.asr_mer.SpeechRecognizer`). Loaded on first use.
         max_seconds: longer utterances are cropped to their first `max_seconds` (with a notice); at most the audio
             encoder's window (Whisper: 30 s).
         max_timeline_minutes: longer recordings are refused by `timeline`.
         device: where both models run; defaults to CUDA when available, else the CPU.
-        runtime: how the model runs (`mer.runtime`): on the CPU `DEFAULT_CPU_RUNTIME` (int8 dynamic quantisation,
-            the fastest at batch 1 with the answers of fp32), on a GPU eager; one of `ATTENTION_RUNTIMES`, since
-            the utterance view shows the fusion's attention weights.
+        runtime: how the model runs (`mer.serving.runtime`): on the CPU `DEFAULT_CPU_RUNTIME` (int8 dynamic
+            quantisation, the fastest at batch 1 with the answers of fp32), on a GPU eager; one of
+            `ATTENTION_RUNTIMES`, since the utterance view shows the fusion's attention weights.
 
     Raises:
         ValueError: `model_name_or_path` is not a MER model, `max_seconds` or `max_timeline_minutes` is not
@@ -263,8 +263,9 @@ class EmotionRecognizer:
 
     def timeline(self, audio_path: str | Path | None, out_dir: str | Path, progress: bool = False) -> Timeline:
         """The emotion timeline of a recording of up to `max_timeline_minutes`: its speech segments (Silero VAD),
-        each transcribed and classified, written by `mer.timeline.write_timeline` into `out_dir` (`timeline.csv`,
-        `timeline.json`, `timeline.png`). A recording without speech gives an empty timeline, not an error.
+        each transcribed and classified, written by `mer.serving.timeline.write_timeline` into `out_dir`
+        (`timeline.csv`, `timeline.json`, `timeline.png`). A recording without speech gives an empty timeline, not an
+        error.
 
         `progress` shows a tqdm bar of the audio processed (which `gr.Progress(track_tqdm=True)` follows). The
         returned timeline names the recording by its file name only (as its `summary` shows it to the user).

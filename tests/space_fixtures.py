@@ -37,7 +37,7 @@ from huggingface_hub.errors import RepositoryNotFoundError  # noqa: E402
 from recognizer import EmotionRecognizer, InputError  # noqa: E402
 
 from dataset_scripts.long_recording import LongRecording, build_long_recording  # noqa: E402
-from mer.timeline import Timeline  # noqa: E402
+from mer.serving.timeline import Timeline  # noqa: E402
 from modeling_mer import asr_mer  # noqa: E402
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""The frozen-feature baseline (mer.baseline, train.py --baseline): pooled statistics, the probe on a fold, its
-report beside MER, and the error for folds too small for it."""
+"""The frozen-feature baseline (mer.training.baseline, train.py --baseline): pooled statistics, the probe on a fold,
+its report beside MER, and the error for folds too small for it."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from mer.baseline import PROBE_C_GRID, pooled_statistics, probe_fold, utterance_keys
-from mer.folds import Corpus, FoldSplit
-from mer.reporting import against_probe_line
+from mer.training.baseline import PROBE_C_GRID, pooled_statistics, probe_fold, utterance_keys
+from mer.training.folds import Corpus, FoldSplit
+from mer.training.reporting import against_probe_line
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["neutral", "happy", "angry", "sad"]

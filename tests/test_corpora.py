@@ -17,9 +17,9 @@ from release_fixtures import write_clip, write_emodb, write_ravdess
 from dataset_scripts.emodb import FOLDS as EMODB_FOLDS
 from dataset_scripts.labels import CORPUS_LABELS, SHARED_CLASSES, parse_classes, shared_label
 from dataset_scripts.ravdess import FOLDS as RAVDESS_FOLDS
-from mer.arguments import Arguments
-from mer.fold_export import export_folds
-from mer.protocol import describe_protocol, load_corpus, plan_folds
+from mer.training.arguments import Arguments
+from mer.training.fold_export import export_folds
+from mer.training.protocol import describe_protocol, load_corpus, plan_folds
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import speech_like
 
-from mer.data import LengthGroupedSampler, MERCollator, evaluation_batches, padding_share
+from mer.training.data import LengthGroupedSampler, MERCollator, evaluation_batches, padding_share
 
 
 def iemocap_like_lengths(count: int = 5531, seed: int = 0) -> list[float]:

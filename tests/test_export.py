@@ -1,4 +1,5 @@
-"""Export for deployment: torch.export with dynamic shapes, and `python -m mer.export` to ONNX run by onnxruntime."""
+"""Export for deployment: torch.export with dynamic shapes, and `python -m mer.serving.export` to ONNX run by
+onnxruntime."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from conftest import speech_like
 from transformers import AutoConfig, AutoProcessor
 
-from mer import export
+from mer.serving import export
 from modeling_mer import MERModel, MERProcessor
 from modeling_mer.pipeline_mer import save_with_pipeline
 

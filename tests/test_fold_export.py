@@ -11,9 +11,9 @@ from pathlib import Path
 import datasets
 import soundfile as sf
 
-from mer.arguments import Arguments
-from mer.fold_export import export_folds
-from mer.protocol import load_corpus
+from mer.training.arguments import Arguments
+from mer.training.fold_export import export_folds
+from mer.training.protocol import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 EMOBOX_KEYS = {"key", "dataset", "wav", "type", "sample_rate", "num_frame", "task", "length", "emo", "channel"}

@@ -20,8 +20,8 @@ from transformers import pipeline
 
 from dataset_scripts.iemocap.iemocap import scan_corpus
 from dataset_scripts.synthetic import speak_utterance
-from mer.audio import decode_audio
-from mer.speech_recognition import word_error_rate
+from mer.serving.audio import decode_audio
+from mer.training.speech_recognition import word_error_rate
 from modeling_mer import MERModel, MERProcessor, asr_mer
 from modeling_mer.asr_mer import SpeechRecognizer, default_asr_model, resolve_backend
 from modeling_mer.pipeline_mer import PIPELINE_TASK
@@ -186,7 +186,7 @@ CROP_MEMORY = """
 import json, resource, sys
 import numpy as np
 from transformers import pipeline
-from mer.audio import decode_audio
+from mer.serving.audio import decode_audio
 classifier = pipeline("multimodal-emotion-recognition", model=sys.argv[1], trust_remote_code=True, device="cpu")
 first, _ = decode_audio(sys.argv[2], 16000, max_seconds=60)
 expected = classifier(first, sampling_rate=16000, text="hello")  # the crop's own cost, paid before measuring

@@ -20,8 +20,8 @@ from conftest import save_tiny_mer, spread_between
 
 from dataset_scripts.iemocap.iemocap import scan_corpus
 from dataset_scripts.long_recording import build_long_recording
-from mer import inference
-from mer.cli import main
+from mer.serving import inference
+from mer.serving.cli import main
 
 MER = Path(sys.executable).with_name("mer")  # the console script pyproject.toml declares
 
@@ -210,7 +210,7 @@ LABELS = ["neutral", "happy", "angry", "sad"]
 
 
 def _log(path: Path, **kwargs):
-    from mer.predict import PredictionLog
+    from mer.serving.predict import PredictionLog
 
     return PredictionLog(path, LABELS, "model-a", "fingerprint-a", **kwargs)
 
@@ -283,7 +283,7 @@ def test_text_a_spreadsheet_would_run_is_neutralised_in_csv_and_kept_exactly_in_
 
 
 def test_transcripts_are_matched_by_path_never_by_name_alone(tmp_path):
-    from mer.predict import TranscriptTable
+    from mer.serving.predict import TranscriptTable
 
     for speaker in ("spkA", "spkB"):
         (tmp_path / speaker).mkdir()

@@ -8,9 +8,9 @@ from dataclasses import replace
 import datasets
 import pytest
 
-from mer.arguments import Arguments
-from mer.folds import select_folds
-from mer.protocol import describe_protocol, load_corpus, plan_folds, split_fold
+from mer.training.arguments import Arguments
+from mer.training.folds import select_folds
+from mer.training.protocol import describe_protocol, load_corpus, plan_folds, split_fold
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_a_single_table_without_the_fold_column_names_the_flag(synthetic_iemocap
 
 
 def test_label_set_that_disagrees_with_the_config_is_refused(corpus):
-    from mer.arguments import parse_config_overrides
+    from mer.training.arguments import parse_config_overrides
 
     assert corpus.label_names == ["neutral", "happy", "angry", "sad"]
     overrides = parse_config_overrides('id2label={"0": "calm", "1": "excited"}')

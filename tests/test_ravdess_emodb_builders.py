@@ -118,8 +118,8 @@ def test_parquet_export_round_trips(tmp_path):
     assert loaded["fold1"].features["label"].names[-1] == "neutral"
     assert loaded["fold1"][0]["audio"].get_all_samples().sample_rate == 22_050
     # train.py --dataset reads the export's folds from its file names, with no --fold_column.
-    from mer.arguments import Arguments
-    from mer.protocol import load_corpus
+    from mer.training.arguments import Arguments
+    from mer.training.protocol import load_corpus
 
     corpus = load_corpus(Arguments(dataset=str(tmp_path / "pq")))
     assert corpus.fold_names == [f"fold{n}" for n in EMODB_FOLDS]

@@ -123,6 +123,16 @@ def test_the_pipeline_saves_itself_with_the_model_and_a_model_saved_alone_does_n
     assert list(model.config.custom_pipelines) == ["multimodal-emotion-recognition"]  # the model's config is kept
 
 
+def test_training_and_serving_share_only_the_model_package():
+    # The layout is the architecture: what answers recordings never needs what trains, and the other way round.
+    for side, other in (("training", "serving"), ("serving", "training")):
+        for path in sorted((MODEL_PACKAGE.parent / "mer" / side).glob("*.py")):
+            tree = ast.parse(path.read_text())
+            imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+            imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+            assert not [name for name in imported if name.startswith(f"mer.{other}")], f"mer/{side}/{path.name}"
+
+
 def test_remote_code_refers_to_nothing_outside_itself():
     # The files travel alone with every model: no pointer to documents or modules of this repository.
     for path in sorted(MODEL_PACKAGE.glob("*_mer.py")):

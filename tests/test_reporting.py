@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mer.arguments import Arguments
-from mer.reporting import PUBLISHED_RESULTS, evaluation_conditions, summarise, write_model_card
+from mer.training.arguments import Arguments
+from mer.training.reporting import PUBLISHED_RESULTS, evaluation_conditions, summarise, write_model_card
 
 METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_recognition"
 LABELS = ["neutral", "happy"]

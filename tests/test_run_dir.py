@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mer.run_dir import (
+from mer.training.run_dir import (
     BEST_MODEL,
     FoldState,
     load_checkpoint,

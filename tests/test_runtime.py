@@ -1,5 +1,5 @@
-"""CPU runtimes for inference (`mer.runtime`): each is called as the model is and gives the model's answers; int8 and
-onnx leave the caller's model as it was; the ONNX graph takes batches of any size and lengths."""
+"""CPU runtimes for inference (`mer.serving.runtime`): each is called as the model is and gives the model's answers;
+int8 and onnx leave the caller's model as it was; the ONNX graph takes batches of any size and lengths."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from conftest import speech_like, spread_between
 from torch import nn
 
-from mer.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES, OnnxRuntimeModel, prepare_for_inference
+from mer.serving.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES, OnnxRuntimeModel, prepare_for_inference
 from modeling_mer import MERModel
 
 

@@ -65,7 +65,8 @@ def _imported_files(path: Path) -> set[Path]:
                 package = path.parent.relative_to(REPO).parts
                 module = ".".join([*package[: len(package) - node.level + 1], *([module] if module else [])])
             names.add(module)
-            names |= {f"{module}.{alias.name}" for alias in node.names}  # `from mer import audio` imports a module
+            # `from mer.serving import audio` imports a module
+            names |= {f"{module}.{alias.name}" for alias in node.names}
     files = set()
     for name in names:
         parts = name.split(".")
@@ -173,7 +174,8 @@ def test_deploy_creates_the_space_and_uploads_only_the_app(monkeypatch, capsys):
     files = upload_kwargs["files"]
     assert sorted(files) == sorted(space_deploy.APP_FILES + space_deploy.PROJECT_FILES)
     assert files["app.py"] == (SPACE_DIR / "app.py").read_text()
-    assert files["mer/timeline.py"] == (REPO / "mer" / "timeline.py").read_text()  # under the repository's paths
+    # under the repository's paths
+    assert files["mer/serving/timeline.py"] == (REPO / "mer" / "serving" / "timeline.py").read_text()
     card = SpaceCard(upload_kwargs["files"]["README.md"]).data
     assert card.models == ["someone/mer-iemocap", "openai/whisper-small.en"] and card.sdk == "gradio"
     assert upload_kwargs["delete_patterns"] == ["*.py"]  # modules the app no longer has do not linger

@@ -226,7 +226,7 @@ def test_the_pipeline_the_commands_and_the_space_give_one_answer_on_one_clip(mod
     one-liner on the model's own copy of the pipeline classify the same clip and words through the same code."""
     from transformers import pipeline
 
-    from mer.cli import main
+    from mer.serving.cli import main
     from modeling_mer.pipeline_mer import PIPELINE_TASK
 
     clip, words = clips["angry"], "how dare you say that to me"

@@ -227,8 +227,8 @@ def test_parquet_export_reads_back_without_the_corpus(tmp_path):
 
 
 def test_tess_alone_trains_with_the_readme_defaults_validating_on_each_speakers_utterances(tmp_path, three_words):
-    from mer.arguments import Arguments
-    from mer.protocol import describe_protocol, load_corpus, plan_folds
+    from mer.training.arguments import Arguments
+    from mer.training.protocol import describe_protocol, load_corpus, plan_folds
 
     args = Arguments(corpus=[f"tess={_flat_tree(tmp_path / 'tess')}"])
     corpus = load_corpus(args)

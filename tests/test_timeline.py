@@ -15,12 +15,12 @@ import pytest
 import soundfile
 
 from dataset_scripts.long_recording import build_long_recording
-from mer import timeline as timeline_module
-from mer.cli import main
-from mer.inference import load_pipeline
-from mer.speech_recognition import word_error_rate
-from mer.timeline import RecordingTooLong, segment_lengths, write_timeline
-from mer.vad import boundary_scores
+from mer.serving import timeline as timeline_module
+from mer.serving.cli import main
+from mer.serving.inference import load_pipeline
+from mer.serving.timeline import RecordingTooLong, segment_lengths, write_timeline
+from mer.serving.vad import boundary_scores
+from mer.training.speech_recognition import word_error_rate
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +99,8 @@ def test_a_silent_recording_gives_an_empty_timeline_and_a_message(saved_mer, tmp
 
 PEAK_MEMORY = """
 import json, resource, sys
-from mer.inference import load_pipeline
-from mer.timeline import write_timeline
+from mer.serving.inference import load_pipeline
+from mer.serving.timeline import write_timeline
 model, asr_model, recording, out = sys.argv[1:]
 pipe = load_pipeline(model, asr_model=asr_model, runtime="eager", device="cpu")
 timeline = write_timeline(pipe, recording, out, progress=True)

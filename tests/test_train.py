@@ -21,11 +21,11 @@ from scipy.stats import binomtest
 
 from dataset_scripts.iemocap import load_iemocap
 from dataset_scripts.synthetic import vocabulary
-from mer.arguments import Arguments, parse_config_overrides, run_defining
-from mer.data import decode_audio
-from mer.reporting import push_model_to_hub
-from mer.run_dir import check_output_dir
 from mer.tiny import build_tiny_encoders
+from mer.training.arguments import Arguments, parse_config_overrides, run_defining
+from mer.training.data import decode_audio
+from mer.training.reporting import push_model_to_hub
+from mer.training.run_dir import check_output_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_WHISPER = REPO.parent / "shared" / "models" / "whisper-tiny.en"
@@ -343,9 +343,9 @@ def test_evaluation_of_a_group_norm_encoder_does_not_depend_on_the_batch(synthet
     from transformers import AutoConfig
 
     import train
-    from mer.data import evaluation_batches
-    from mer.protocol import load_corpus
     from mer.tiny import tiny_audio_config
+    from mer.training.data import evaluation_batches
+    from mer.training.protocol import load_corpus
     from modeling_mer import MERConfig, MERModel
 
     torch.manual_seed(0)
@@ -509,7 +509,7 @@ GRADIENT_PROBE = """
 import sys, torch
 from accelerate import Accelerator
 from dataset_scripts.iemocap import load_iemocap
-from mer.data import MERCollator, UtteranceDataset
+from mer.training.data import MERCollator, UtteranceDataset
 from modeling_mer import MERModel, MERProcessor
 
 corpus, audio_model, text_model, out = sys.argv[1:5]

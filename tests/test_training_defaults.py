@@ -1,4 +1,4 @@
-"""Training defaults per audio tower family (mer.training_defaults), the frozen start of the audio tower and
+"""Training defaults per audio tower family (mer.training.training_defaults), the frozen start of the audio tower and
 SpecAugment on Whisper's log-mel input."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import torch
 from transformers import HfArgumentParser
 
-from mer.arguments import Arguments, parse_config_overrides
-from mer.training_defaults import GENERIC_DEFAULTS, MEASURED_DEFAULTS, resolve_training_defaults
+from mer.training.arguments import Arguments, parse_config_overrides
+from mer.training.training_defaults import GENERIC_DEFAULTS, MEASURED_DEFAULTS, resolve_training_defaults
 from modeling_mer import MERWhisperEncoder
 from modeling_mer.modeling_mer import _random_spans
 
@@ -97,7 +97,7 @@ def test_a_frozen_audio_tower_learns_nothing_until_its_epochs_are_over(tiny_corp
     from accelerate import Accelerator
 
     import train
-    from mer.protocol import load_corpus, plan_folds
+    from mer.training.protocol import load_corpus, plan_folds
 
     args = Arguments(
         data_dir=str(tiny_corpus.path), audio_model=tiny_encoders[0], text_model=tiny_encoders[1], folds=["1"],

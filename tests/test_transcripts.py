@@ -12,10 +12,10 @@ import datasets
 import pytest
 
 from dataset_scripts.iemocap import load_iemocap
-from mer.arguments import Arguments
-from mer.protocol import load_corpus, plan_folds
-from mer.speech_recognition import SpeechRecognizer, word_error_rate
-from mer.transcripts import ASR_TEXT_COLUMN, transcribe_corpus
+from mer.training.arguments import Arguments
+from mer.training.protocol import load_corpus, plan_folds
+from mer.training.speech_recognition import SpeechRecognizer, word_error_rate
+from mer.training.transcripts import ASR_TEXT_COLUMN, transcribe_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_WHISPER = REPO.parent / "shared" / "models" / "whisper-tiny.en"
@@ -140,7 +140,7 @@ def test_real_whisper_transcribes_the_synthetic_speech(folds):
 
 
 def _waves(dataset: datasets.Dataset) -> list:
-    from mer.transcripts import _waveform
+    from mer.training.transcripts import _waveform
 
     return [_waveform(dataset, row, "audio", 16000) for row in range(len(dataset))]
 

@@ -1,5 +1,5 @@
-"""Speech segmentation with the real Silero VAD (`mer.vad`) on long recordings built from the synthetic corpus with
-known pauses (`dataset_scripts.long_recording`)."""
+"""Speech segmentation with the real Silero VAD (`mer.serving.vad`) on long recordings built from the synthetic corpus
+with known pauses (`dataset_scripts.long_recording`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import soundfile as sf
 import torch
 
 from dataset_scripts.long_recording import build_long_recording, load_long_recording
-from mer import vad
-from mer.audio import decode_audio, stream_audio
-from mer.vad import SegmentationConfig, boundary_scores, speech_probabilities, speech_segments
+from mer.serving import vad
+from mer.serving.audio import decode_audio, stream_audio
+from mer.serving.vad import SegmentationConfig, boundary_scores, speech_probabilities, speech_segments
 
 RATE = 16_000
 LABELS = {"neutral", "happy", "angry", "sad"}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import datasets
 
-from .data import AudioHeader, audio_headers
+from mer.training.data import AudioHeader, audio_headers
 
 __all__ = ["Corpus", "FoldSplit", "natural_key", "select_folds"]
 
@@ -26,15 +26,15 @@ class Corpus:
     label_merges: list[str] = field(default_factory=list)  # e.g. ["exc merged into happy"]
     emobox_name: str | None = None  # the corpus's name in EmoBox's split files, when it has EmoBox's folds
     headers: dict[str, list[AudioHeader]] = field(default_factory=dict)  # by dataset fingerprint
-    # Corpora with official splits (mer.corpora): tested in one round only and never trained on (`tests`), always
-    # trained on (`fixed_train`), always validating (`fixed_validation`).
+    # Corpora with official splits (mer.training.corpora): tested in one round only and never trained on (`tests`),
+    # always trained on (`fixed_train`), always validating (`fixed_validation`).
     tests: dict[str, datasets.Dataset] = field(default_factory=dict)
     fixed_train: datasets.Dataset | None = None
     fixed_validation: datasets.Dataset | None = None
     corpus_column: str | None = None  # names each utterance's corpus when several are pooled: scores per corpus
-    parts: dict = field(default_factory=dict)  # corpus name -> mer.corpora.CorpusPart
+    parts: dict = field(default_factory=dict)  # corpus name -> mer.training.corpora.CorpusPart
     exempt_speaker_prefixes: tuple[str, ...] = ()  # speakers of corpora whose official splits share speakers
-    description: str | None = None  # how the corpora were arranged (mer.corpora), for the protocol line
+    description: str | None = None  # how the corpora were arranged (mer.training.corpora), for the protocol line
 
     @property
     def fold_names(self) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from mer.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
+from mer.serving.runtime import DEFAULT_CPU_RUNTIME, prepare_for_inference
 from modeling_mer.pipeline_mer import PIPELINE_TASK, RUNTIMES, MERPipeline
 
 __all__ = [
@@ -60,7 +60,7 @@ def load_pipeline(
             latest. A commit hash pins both the code that runs and the weights (see `resolve_revision`).
         asr_model, asr_backend: speech recognition for missing transcripts (see `modeling_mer.asr_mer`); default
             `MER_ASR_MODEL`, else Whisper small.en, loaded on first use.
-        runtime: on CPU, one of `mer.runtime.RUNTIMES` (default `DEFAULT_CPU_RUNTIME`); on a GPU only "eager".
+        runtime: on CPU, one of `mer.serving.runtime.RUNTIMES` (default `DEFAULT_CPU_RUNTIME`); on a GPU only "eager".
         device: "cpu", "cuda", "cuda:N"; default CUDA when available.
 
     Raises:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mer.training.arguments import Arguments
+from mer.training.baseline import PROBE_CONDITIONS
 from modeling_mer import MERConfig
-
-from .arguments import Arguments
-from .baseline import PROBE_CONDITIONS
 
 __all__ = [
     "SCORES",
@@ -86,7 +85,8 @@ def save_confusion_matrix(confusion: list[list[int]], label_names: list[str], pa
 def summarise(
     results: dict[int, dict[str, dict]], args: Arguments, corpus, protocol: str, accelerator, metric, asr=None
 ) -> dict:
-    """The run's results on `corpus` (a `mer.folds.Corpus`) from `results` (seed -> fold -> the fold's record):
+    """The run's results on `corpus` (a `mer.training.folds.Corpus`) from `results` (seed -> fold -> the fold's
+    record):
 
     - `folds`: each fold's record (with several seeds: its scores averaged over seeds, and each seed's record);
     - `averaged`: per condition and score, the mean over folds with the sample std over folds (of the fold scores

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mer.audio import audio_duration, stream_audio
-from mer.tables import spreadsheet_safe
-from mer.vad import (
+from mer.serving.audio import audio_duration, stream_audio
+from mer.serving.tables import spreadsheet_safe
+from mer.serving.vad import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_MIN_SECONDS,
     VAD_SAMPLING_RATE,
@@ -131,8 +131,8 @@ class Timeline:
 
 
 def segment_lengths(pipe: MERPipeline, min_seconds: float | None = None, max_seconds: float | None = None):
-    """`(min_seconds, max_seconds)` of the segments (`mer.vad.SegmentationConfig`: speech, and whole segments): as
-    given, else the segmenter's shortest, and the 95th percentile of the lengths the model was trained on when its
+    """`(min_seconds, max_seconds)` of the segments (`mer.serving.vad.SegmentationConfig`: speech, and whole segments):
+    as given, else the segmenter's shortest, and the 95th percentile of the lengths the model was trained on when its
     config records them (train.py's `training_utterance_seconds`), else the segmenter's longest; never beyond the
     longest input the pipeline reads (the audio encoder's window), and never too short to split a long run in two.
 
@@ -198,7 +198,7 @@ def write_timeline(
     `max_duration_seconds` stops a recording that holds more audio than that, whatever its header says.
 
     Raises:
-        mer.audio.AudioError: the recording cannot be read (naming it).
+        mer.serving.audio.AudioError: the recording cannot be read (naming it).
         ValueError: bad segment lengths (see `segment_lengths`), or `out_dir` holds another timeline (naming its
             recording and model) and `overwrite` is not set.
         RecordingTooLong: the recording holds more than `max_duration_seconds` of audio.

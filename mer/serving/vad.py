@@ -1,8 +1,8 @@
 """Speech segments of a recording of any length, by Silero VAD, sized for an utterance-level emotion model.
 
-`speech_segments(chunks)` reads mono float32 chunks at 16 kHz (as `mer.audio.stream_audio` yields them, any chunk
-size) and yields a `SpeechSegment` as soon as each one is final, so that the caller transcribes and classifies it and
-lets it go. How a recording becomes segments (the knobs are `SegmentationConfig`'s):
+`speech_segments(chunks)` reads mono float32 chunks at 16 kHz (as `mer.serving.audio.stream_audio` yields them, any
+chunk size) and yields a `SpeechSegment` as soon as each one is final, so that the caller transcribes and classifies it
+and lets it go. How a recording becomes segments (the knobs are `SegmentationConfig`'s):
 
 1. Silero VAD scores every 32 ms window (512 samples) with a speech probability; its recurrent state and context
    are carried from chunk to chunk, so the chunk size does not change the result.
@@ -205,7 +205,7 @@ def speech_segments(
     later when a short run that may still join it follows.
 
     Args:
-        chunks: 1-D float32 arrays of consecutive samples, any sizes (`mer.audio.stream_audio(path, 16000)`).
+        chunks: 1-D float32 arrays of consecutive samples, any sizes (`mer.serving.audio.stream_audio(path, 16000)`).
         sampling_rate: must be 16000.
         config: the segmentation's knobs (default `SegmentationConfig()`).
         knobs: `SegmentationConfig` fields that replace `config`'s, e.g. ``max_seconds=20.0``.
@@ -310,7 +310,7 @@ def _check_rate(sampling_rate: int) -> None:
     if sampling_rate != VAD_SAMPLING_RATE:
         raise ValueError(
             f"sampling_rate must be {VAD_SAMPLING_RATE} (Silero VAD's sequence model), got {sampling_rate}; decode "
-            f"the recording at {VAD_SAMPLING_RATE} Hz, e.g. mer.audio.stream_audio(path, {VAD_SAMPLING_RATE})"
+            f"the recording at {VAD_SAMPLING_RATE} Hz, e.g. mer.serving.audio.stream_audio(path, {VAD_SAMPLING_RATE})"
         )
 
 

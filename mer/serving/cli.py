@@ -20,8 +20,8 @@ import time
 import warnings
 from pathlib import Path
 
-from mer.audio import FFmpegMissingError
-from mer.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES
+from mer.serving.audio import FFmpegMissingError
+from mer.serving.runtime import DEFAULT_CPU_RUNTIME, RUNTIMES
 from modeling_mer.asr_mer import ASR_BACKENDS
 
 __all__ = ["main"]
@@ -132,7 +132,7 @@ EXIT_FAILED_FILES, EXIT_USAGE, EXIT_MODEL = 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mer.inference import ModelLoadError
+    from mer.serving.inference import ModelLoadError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from mer.inference import load_pipeline
+    from mer.serving.inference import load_pipeline
 
     return load_pipeline(
         args.model, args.asr_model, args.asr_backend, args.runtime, args.device, revision=args.revision
@@ -158,7 +158,7 @@ def _load(args: argparse.Namespace):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from mer.predict import PredictionLog, TranscriptTable, find_audio_files, predict_files
+    from mer.serving.predict import PredictionLog, TranscriptTable, find_audio_files, predict_files
 
     check_output_file(args.output)  # before anything loads
     roots = [path if path.is_dir() else path.parent for path in map(Path, args.paths)]
@@ -214,8 +214,8 @@ def check_output_file(output: Path) -> None:
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from mer.audio import decode_audio
-    from mer.timeline import write_timeline
+    from mer.serving.audio import decode_audio
+    from mer.serving.timeline import write_timeline
 
     if not args.recording.is_file():
         raise FileNotFoundError(f"No such recording: {args.recording}")

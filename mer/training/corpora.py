@@ -25,8 +25,7 @@ from pathlib import Path
 import datasets
 
 from dataset_scripts.labels import CORPUS_LABELS, parse_classes
-
-from .folds import Corpus, natural_key, select_folds
+from mer.training.folds import Corpus, natural_key, select_folds
 
 __all__ = ["CORPORA", "PROTOCOLS", "CorpusSpec", "load_corpora", "parse_corpus_arguments"]
 
@@ -156,7 +155,7 @@ class CorpusPart:
         return sum(len(split) for split in self.splits.values())
 
     def as_corpus(self, classes: list[str]):
-        """This corpus alone on its standard protocol, as a `mer.folds.Corpus` (e.g. for its fold export)."""
+        """This corpus alone on its standard protocol, as a `mer.training.folds.Corpus` (e.g. for its fold export)."""
         spec = self.spec
 
         def joined(names):
@@ -243,7 +242,7 @@ def read_part(
 
 def load_corpora(args):
     """The corpora of ``--corpus`` read, mapped to ``--classes`` and arranged in rounds by ``--protocol``, as one
-    `mer.folds.Corpus` whose `parts` are the corpora themselves (for per-corpus scores and fold export)."""
+    `mer.training.folds.Corpus` whose `parts` are the corpora themselves (for per-corpus scores and fold export)."""
     corpora = parse_corpus_arguments(args.corpus)
     for name, path in corpora.items():  # every folder recognised from its listing before any corpus is built
         CORPORA[name].recognise(path)

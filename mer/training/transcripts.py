@@ -21,12 +21,11 @@ from pathlib import Path
 import datasets
 from tqdm.auto import tqdm
 
+from mer.training.data import decode_audio
+from mer.training.protocol import utterance_ids
+from mer.training.speech_recognition import WordErrors, word_error_rate
 from modeling_mer.asr_mer import SpeechRecognizer
 from modeling_mer.processing_mer import resample, to_mono_float32
-
-from .data import decode_audio
-from .protocol import utterance_ids
-from .speech_recognition import WordErrors, word_error_rate
 
 __all__ = ["ASR_TEXT_COLUMN", "CorpusTranscripts", "TranscriptCache", "transcribe_corpus"]
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mer.export import input_names, noise_inputs, sample_inputs, write_onnx
+from mer.serving.export import input_names, noise_inputs, sample_inputs, write_onnx
 from modeling_mer import MERModel, MEROutput, MERProcessor
 from modeling_mer.pipeline_mer import RUNTIMES
 
@@ -81,7 +81,7 @@ class OnnxRuntimeModel(nn.Module):
     names them, a `MEROutput` whose only field is `logits` (a float32 CPU tensor `(batch_size, num_labels)`).
 
     Args:
-        session: an onnxruntime `InferenceSession` on a graph written by `mer.export.write_onnx`.
+        session: an onnxruntime `InferenceSession` on a graph written by `mer.serving.export.write_onnx`.
         config: the exported model's config (`.config`, as the model has it).
         validate_inputs: checks a batch as `MERModel.validate_inputs` does (the graph has no checks of its own);
             None checks nothing.
@@ -175,11 +175,11 @@ def prepare_for_inference(
             - "eager": `model` itself, switched to evaluation mode.
             - "int8": a copy of `model` whose `nn.Linear` layers are dynamically quantised to int8 (weights int8,
               activations quantised per batch); `model` is left as it was.
-            - "onnx": `model`'s logits exported with `mer.export.write_onnx` (dynamic batch, audio and text lengths)
-              and run by onnxruntime on the CPU (`onnxruntime_session`: all graph optimisations, as many threads as
-              torch uses now), as an `OnnxRuntimeModel`. It checks inputs as the model does, returns logits only,
-              and leaves `model` as it was. The export takes from half a minute (tiny encoders) to a minute or
-              more (base-size ones).
+            - "onnx": `model`'s logits exported with `mer.serving.export.write_onnx` (dynamic batch, audio and text
+              lengths) and run by onnxruntime on the CPU (`onnxruntime_session`: all graph optimisations, as many
+              threads as torch uses now), as an `OnnxRuntimeModel`. It checks inputs as the model does, returns
+              logits only, and leaves `model` as it was. The export takes from half a minute (tiny encoders) to a
+              minute or more (base-size ones).
         processor: the model's processor: the export is traced on a batch it makes. Without it, on noise waveforms
             and random token ids (wav2vec2-style audio encoders only). Only "onnx" uses it.
         export_dir: where "onnx" writes `model.onnx` (kept); default a temporary directory, removed once the graph

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .arguments import Arguments, run_defining
+from mer.training.arguments import Arguments, run_defining
 
 __all__ = [
     "BEST_MODEL",

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import datasets
 
-from .arguments import Arguments
-from .corpora import load_corpora
-from .folds import Corpus, FoldSplit, select_folds
+from mer.training.arguments import Arguments
+from mer.training.corpora import load_corpora
+from mer.training.folds import Corpus, FoldSplit, select_folds
 
 __all__ = [
     "describe_protocol",

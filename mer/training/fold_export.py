@@ -26,8 +26,8 @@ from pathlib import Path
 
 import datasets
 
-from .folds import Corpus
-from .protocol import utterance_ids
+from mer.training.folds import Corpus
+from mer.training.protocol import utterance_ids
 
 __all__ = ["export_folds"]
 

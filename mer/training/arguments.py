@@ -19,15 +19,15 @@ __all__ = [
     "run_defining",
 ]
 
-# How the validation split is taken from the training folds (see mer.protocol.validation_split).
+# How the validation split is taken from the training folds (see mer.training.protocol.validation_split).
 VALIDATION_STRATEGIES = ("speaker", "utterance")
 # Which transcripts a run trains and tests on: the corpus's own, speech recognition's, or gold for training and both
 # for testing.
 TRANSCRIPT_SOURCES = ("gold", "asr", "both")
-# Whether a run fits the frozen-feature probe (mer.baseline) beside MER, instead of MER, or not at all.
+# Whether a run fits the frozen-feature probe (mer.training.baseline) beside MER, instead of MER, or not at all.
 BASELINES = ("probe", "probe-only", "none")
-# Settings whose default depends on the audio tower (mer.training_defaults).
-_PER_TOWER = "Default: measured per audio tower family (mer.training_defaults; README, Why these defaults)."
+# Settings whose default depends on the audio tower (mer.training.training_defaults).
+_PER_TOWER = "Default: measured per audio tower family (mer.training.training_defaults; README, Why these defaults)."
 # Arguments that do not change what a run computes: a rerun may differ in them and still resume.
 _RUN_NEUTRAL = {"folds", "resume_from_checkpoint", "overwrite_output_dir", "num_workers", "report_to"}
 _RUN_NEUTRAL |= {"push_to_hub", "hub_model_id", "hub_private", "push_fold", "final_fit", "export_folds"}
@@ -286,8 +286,7 @@ class Arguments:
             )
         if self.corpus:
             from dataset_scripts.labels import parse_classes
-
-            from .corpora import PROTOCOLS, parse_corpus_arguments
+            from mer.training.corpora import PROTOCOLS, parse_corpus_arguments
 
             if self.protocol not in PROTOCOLS:
                 raise ValueError(f"--protocol must be one of {PROTOCOLS}, got {self.protocol!r}.")

@@ -1,6 +1,6 @@
 """Export a saved MER model for deployment: `torch.export` with dynamic shapes, ONNX, and a check with onnxruntime.
 
-    python -m mer.export --model runs/demo/model --out exported/
+    python -m mer.serving.export --model runs/demo/model --out exported/
 
 writes `exported/model.onnx` (inputs: the processor's outputs, named as it names them; output: `logits`), the
 processor and the config (class names in `id2label`), and `exported/export_report.json` (what was checked). A
@@ -294,7 +294,7 @@ def export_onnx(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mer.export", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mer.serving.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a saved MER model: directory or Hub id")
     parser.add_argument("--out", required=True, help="directory for model.onnx, the processor and the report")
     parser.add_argument("--max-seconds", type=float, default=None, help="longest clip the graph must take")

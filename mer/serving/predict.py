@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mer.tables import spreadsheet_safe
-from mer.vad import speech_problem
+from mer.serving.tables import spreadsheet_safe
+from mer.serving.vad import speech_problem
 from modeling_mer.pipeline_mer import MERPipeline
 
 __all__ = [
@@ -306,7 +306,8 @@ class PredictionLog:
         }
 
     def _flat(self, record: dict) -> dict:
-        """A record as a CSV row: a column per class score, text safe to open in a spreadsheet (`mer.tables`)."""
+        """A record as a CSV row: a column per class score, text safe to open in a spreadsheet
+        (`mer.serving.tables`)."""
         flat = {key: value for key, value in record.items() if key != "scores"}
         for label in self.labels:
             flat[f"score_{label}"] = (record["scores"] or {}).get(label)
