@@ -59,6 +59,8 @@ SETTINGS: dict[str, tuple[TrainingDefaults, str]] = {
         replace(_LONGER, use_weighted_layer_sum=True, spec_augment=True),
         "--mask_time_prob 0.05 --mask_feature_prob 0.05",
     ),
+    # The head reads each fused stream's mean and standard deviation over time, as the probe's features do.
+    "encoder-5e-5+stats-pooling": (_LONGER, "--config_overrides pooling=mean_std"),
 }
 # Phase 1: one speaker-independent fold of each corpus.
 PHASE1_FOLDS = {"ravdess": "fold6", "emodb": "fold1"}
@@ -124,8 +126,17 @@ def append_row(path: Path, record: dict) -> None:
 
 
 def setting_flags(name: str) -> str:
+    """The train.py flags of setting `name`: its defaults' flags and its extra ones, with the config overrides of
+    both in one `--config_overrides` (train.py keeps only the last one given)."""
     defaults, extra = SETTINGS[name]
-    return f"{defaults.flags()} {extra}".strip()
+    flags, overrides = [], []
+    words = shlex.split(f"{defaults.flags()} {extra}")
+    for index, word in enumerate(words):
+        if word == "--config_overrides":
+            overrides.append(words[index + 1])
+        elif index == 0 or words[index - 1] != "--config_overrides":
+            flags.append(word)
+    return shlex.join([*flags, *(["--config_overrides", ",".join(overrides)] if overrides else [])])
 
 
 def train_row(row: Row, corpora: dict[str, str], audio: str, text: str, work: Path, extra: list[str]) -> dict:

@@ -6,11 +6,15 @@ import math
 
 from transformers import AutoConfig, PretrainedConfig
 
-__all__ = ["MERConfig", "AUDIO_FAMILIES", "AUX_TASKS", "DEFAULT_ID2LABEL", "FUSION_DIRECTIONS"]
+__all__ = ["MERConfig", "AUDIO_FAMILIES", "AUX_TASKS", "DEFAULT_ID2LABEL", "FUSION_DIRECTIONS", "POOLINGS"]
 
 # Who queries whom in the fusion. `text_to_audio`: text information flows into the audio stream (audio frames are
 # the queries, words the keys and values); `audio_to_text` the reverse; `bidirectional` runs both in every layer.
 FUSION_DIRECTIONS = ("text_to_audio", "audio_to_text", "bidirectional")
+# How each fused stream becomes one vector for the classifier: the mean over its real positions (the paper's), or
+# the mean and the standard deviation side by side (statistics pooling, as x-vector speaker and emotion heads do:
+# how much a stream varies over time is itself a cue, e.g. of arousal).
+POOLINGS = ("mean", "mean_std")
 # The two auxiliary tasks: emotion prediction on mismatched audio/text pairs, and audio/text emotion
 # consistency. Both act on the fusion and only in training.
 AUX_TASKS = ("cross_pair", "consistency")
@@ -57,6 +61,9 @@ class MERConfig(PretrainedConfig):
             One of `FUSION_DIRECTIONS`.
         use_weighted_layer_sum (`bool`, *optional*, defaults to `False`):
             Feed the fusion a learned softmax-weighted sum of all audio encoder layers instead of the last one.
+        pooling (`str`, *optional*, defaults to `"mean"`):
+            One of `POOLINGS`: how each fused stream is pooled over its real frames or tokens for the classifier
+            and the auxiliary heads (`"mean_std"` doubles their input width).
         freeze_feature_encoder (`bool`, *optional*, defaults to `True`):
             Keep the convolutional front end of the audio model frozen (wav2vec2's feature encoder, Whisper's two
             convolutions): common practice when fine-tuning on small corpora.
@@ -111,6 +118,7 @@ class MERConfig(PretrainedConfig):
         fusion_dropout: float = 0.1,
         fusion_direction: str = "bidirectional",
         use_weighted_layer_sum: bool = False,
+        pooling: str = "mean",
         freeze_feature_encoder: bool = True,
         freeze_audio_encoder: bool | int = False,
         use_cross_pair_task: bool = True,
@@ -131,6 +139,7 @@ class MERConfig(PretrainedConfig):
         self.fusion_dropout = fusion_dropout
         self.fusion_direction = fusion_direction
         self.use_weighted_layer_sum = use_weighted_layer_sum
+        self.pooling = pooling
         self.freeze_feature_encoder = freeze_feature_encoder
         self.freeze_audio_encoder = freeze_audio_encoder
         self.use_cross_pair_task = use_cross_pair_task
@@ -180,6 +189,8 @@ class MERConfig(PretrainedConfig):
             )
         if self.fusion_direction not in FUSION_DIRECTIONS:
             raise ValueError(f"fusion_direction must be one of {FUSION_DIRECTIONS}, got {self.fusion_direction!r}.")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}.")
         for name in ("fusion_dropout", "modality_dropout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:

@@ -49,8 +49,9 @@ class MERFeaturesOutput(ModelOutput):
         attention_mask (`torch.BoolTensor` of shape `(batch_size, length)`):
             Which positions are real rather than padding (audio frames derived from the sample mask).
         pooler_output (`torch.FloatTensor` of shape `(batch_size, fusion_hidden_size)`):
-            Masked mean over the real positions (for the fused pair `(batch_size, 2 * fusion_hidden_size)`: the
-            pooled audio and text streams, concatenated, which is what the classifier reads).
+            Masked mean over the real positions (for the fused pair `(batch_size, 2 * fusion_hidden_size)`, or
+            `4 * fusion_hidden_size` with `pooling="mean_std"`: the pooled audio and text streams, concatenated,
+            which is what the classifier reads).
         hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
             The encoder's own hidden states (embeddings and every layer), before the projection; for the fused pair,
             the joint `[audio ; text]` states entering the fusion and after each fusion layer.
@@ -104,7 +105,8 @@ class MEROutput(ModelOutput):
         aux_losses (`dict[str, torch.FloatTensor]`, returned when training with `labels`):
             The unweighted auxiliary losses that are switched on, keyed by task (`"cross_pair"`, `"consistency"`).
         pooled_output (`torch.FloatTensor` of shape `(batch_size, 2 * fusion_hidden_size)`):
-            Masked means of the fused audio and text streams, concatenated: the classifier's input.
+            Masked means of the fused audio and text streams, concatenated: the classifier's input (with
+            `pooling="mean_std"`, `(batch_size, 4 * fusion_hidden_size)`: each stream's mean and standard deviation).
         audio_frame_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`):
             1 for the audio frames that are speech, 0 for padding (integers, as transformers' attention masks are).
         hidden_states (`tuple[torch.FloatTensor]`, returned with `output_hidden_states=True`):
@@ -165,6 +167,16 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `states` `(batch, length, hidden)` over the positions where `mask` `(batch, length)` is true."""
     mask = mask.to(states.dtype).unsqueeze(-1)
     return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def masked_mean_std(states: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mean and standard deviation of `states` `(batch, length, hidden)` over the positions where `mask` is true,
+    side by side: `(batch, 2 * hidden)`. The deviation is the population one (0 for a single position), kept
+    differentiable at 0 by `eps` inside the square root."""
+    mean = masked_mean(states, mask)
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    variance = (weights * (states - mean.unsqueeze(1)) ** 2).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    return torch.cat([mean, (variance + eps).sqrt()], dim=-1)
 
 
 def eager_attention_forward(
@@ -513,11 +525,12 @@ class MERModel(MERPreTrainedModel):
         self.text_projection = nn.Linear(config.text_config.hidden_size, hidden)
         self.fusion = MERFusion(config)
         self.dropout = nn.Dropout(config.fusion_dropout)
-        self.classifier = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.GELU(), nn.Linear(hidden, config.num_labels))
+        pooled = 2 * hidden * (2 if config.pooling == "mean_std" else 1)  # both streams, mean (and std) each
+        self.classifier = nn.Sequential(nn.Linear(pooled, hidden), nn.GELU(), nn.Linear(hidden, config.num_labels))
         # Auxiliary heads: trained on mismatched pairs, never used at inference.
-        self.cross_pair_audio_head = nn.Linear(2 * hidden, config.num_labels) if config.use_cross_pair_task else None
-        self.cross_pair_text_head = nn.Linear(2 * hidden, config.num_labels) if config.use_cross_pair_task else None
-        self.consistency_head = nn.Linear(2 * hidden, 1) if config.use_consistency_task else None
+        self.cross_pair_audio_head = nn.Linear(pooled, config.num_labels) if config.use_cross_pair_task else None
+        self.cross_pair_text_head = nn.Linear(pooled, config.num_labels) if config.use_cross_pair_task else None
+        self.consistency_head = nn.Linear(pooled, 1) if config.use_consistency_task else None
 
         if config.freeze_feature_encoder:
             self.freeze_feature_encoder()
@@ -882,7 +895,8 @@ class MERModel(MERPreTrainedModel):
         input_features: torch.Tensor | None = None,
     ) -> MERFeaturesOutput:
         """The fused audio frames and tokens, their mask, and the pooled pair the classifier reads
-        (`pooler_output`, `(batch_size, 2 * fusion_hidden_size)`). Arguments as for `forward`."""
+        (`pooler_output`, `(batch_size, 2 * fusion_hidden_size)`, twice that with `pooling="mean_std"`). Arguments
+        as for `forward`."""
         audio = self.project_audio_features(input_values, audio_attention_mask, False, input_features)
         text = self.project_text_features(input_ids, text_attention_mask, token_type_ids, output_hidden_states=False)
         return self.fuse(audio, text)
@@ -907,9 +921,8 @@ class MERModel(MERPreTrainedModel):
             output_hidden_states=output_hidden_states,
             **kwargs,
         )
-        pooled = torch.cat(
-            [masked_mean(fused.audio, audio.attention_mask), masked_mean(fused.text, text.attention_mask)], dim=-1
-        )
+        pool = masked_mean_std if self.config.pooling == "mean_std" else masked_mean
+        pooled = torch.cat([pool(fused.audio, audio.attention_mask), pool(fused.text, text.attention_mask)], dim=-1)
         return MERFeaturesOutput(
             last_hidden_state=torch.cat([fused.audio, fused.text], dim=1),
             attention_mask=torch.cat([audio.attention_mask, text.attention_mask], dim=1),

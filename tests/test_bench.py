@@ -4,6 +4,7 @@ can rot. No timed assertion: speed is what the benchmarks report, not what tests
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -159,6 +160,15 @@ def test_defaults_runs_row_by_row_and_a_rerun_runs_only_what_is_not_recorded(tmp
     again = defaults.main(["--quick", "--out", str(tmp_path / "again.json"), "--rows", str(rows),
                            "--work-dir", str(tmp_path / "again")])  # fmt: skip
     assert again["results"]["rows"][key] == record and not (tmp_path / "again" / "tiny-whisper").exists()
+
+
+def test_a_setting_passes_its_config_overrides_in_one_flag_that_train_py_accepts():
+    from mer.training.arguments import parse_config_overrides
+
+    words = shlex.split(defaults.setting_flags("encoder-5e-5+stats-pooling"))
+    assert words.count("--config_overrides") == 1  # train.py would keep only the last of two
+    given = words[words.index("--config_overrides") + 1]
+    assert parse_config_overrides(given) == {"use_weighted_layer_sum": False, "pooling": "mean_std"}
 
 
 def test_mfu_counts_flops_and_compares_variants(tmp_path):

@@ -11,7 +11,7 @@ from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2Model
 import modeling_mer.modeling_mer
 from mer.tiny import tiny_audio_config
 from modeling_mer import MERConfig, MERModel
-from modeling_mer.modeling_mer import MERFusionOutput, audio_frame_mask, masked_mean
+from modeling_mer.modeling_mer import MERFusionOutput, audio_frame_mask, masked_mean, masked_mean_std
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +217,26 @@ def test_masked_mean_ignores_masked_positions():
     states = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [4.0], [6.0]]])
     mask = torch.tensor([[True, True, False], [True, True, True]])
     assert masked_mean(states, mask).flatten().tolist() == [2.0, 4.0]
+    mean, std = masked_mean_std(states, mask, eps=0.0).T
+    assert mean.tolist() == [2.0, 4.0]
+    torch.testing.assert_close(std, torch.tensor([1.0, (8 / 3) ** 0.5]))  # 100.0, masked, counts for nothing
+
+
+def test_statistics_pooling_feeds_mean_and_spread_to_every_head_and_trains(make_model, batch):
+    model = make_model(pooling="mean_std").train()
+    out = model(**batch, labels=LABELS, output_hidden_states=True)
+    assert out.pooled_output.shape == (3, 4 * 16)  # two streams, mean and std each
+    out.loss.backward()
+    assert set(out.aux_losses) == {"cross_pair", "consistency"}
+    heads = [model.classifier[0], model.cross_pair_audio_head, model.cross_pair_text_head, model.consistency_head]
+    assert all(head.weight.grad is not None and head.weight.grad.abs().sum() > 0 for head in heads)
+    # The second half of each stream's pooled vector is its spread over time.
+    with torch.no_grad():
+        fused = model.eval().get_fused_features(**batch)
+    std = fused.pooler_output.view(3, 2, 2, 16)[:, :, 1]  # (batch, stream, [mean, std], hidden) -> std
+    assert (std > 0).all()
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        make_model(pooling="max")
 
 
 def test_weighted_layer_sum(make_model, batch):
