@@ -6,7 +6,15 @@ import math
 
 from transformers import AutoConfig, PretrainedConfig
 
-__all__ = ["MERConfig", "AUDIO_FAMILIES", "AUX_TASKS", "DEFAULT_ID2LABEL", "FUSION_DIRECTIONS", "POOLINGS"]
+__all__ = [
+    "MERConfig",
+    "AUDIO_FAMILIES",
+    "AUX_TASKS",
+    "DEFAULT_ID2LABEL",
+    "DIMENSIONS",
+    "FUSION_DIRECTIONS",
+    "POOLINGS",
+]
 
 # Who queries whom in the fusion. `text_to_audio`: text information flows into the audio stream (audio frames are
 # the queries, words the keys and values); `audio_to_text` the reverse; `bidirectional` runs both in every layer.
@@ -15,6 +23,9 @@ FUSION_DIRECTIONS = ("text_to_audio", "audio_to_text", "bidirectional")
 # the mean and the standard deviation side by side (statistics pooling, as x-vector speaker and emotion heads do:
 # how much a stream varies over time is itself a cue, e.g. of arousal).
 POOLINGS = ("mean", "mean_std")
+# The dimensions of emotion a model may predict beside (or instead of) its classes, each on [0, 1]: 0 the lowest
+# point of the corpus's scale (calm, negative, submissive), 1 its highest (excited, positive, dominant).
+DIMENSIONS = ("arousal", "valence", "dominance")
 # The two auxiliary tasks: emotion prediction on mismatched audio/text pairs, and audio/text emotion
 # consistency. Both act on the fusion and only in training.
 AUX_TASKS = ("cross_pair", "consistency")
@@ -82,6 +93,13 @@ class MERConfig(PretrainedConfig):
             (silenced) with equal chance, so that a missing modality at inference is a case the model has seen.
             Applied by the training data pipeline, which reads it from here. 0.2 keeps the fused scores
             of the synthetic demo where they were without it (within seed-to-seed spread).
+        dimensions (`list[str]`, *optional*):
+            The dimensions of emotion to predict (a subset of `DIMENSIONS`, in the order the outputs hold them),
+            each in [0, 1] by a regression head on the pooled fusion beside the classifier. `None` (the default):
+            classes only.
+        dimension_loss_weight (`float`, *optional*, defaults to 1.0):
+            `w` in `loss = CE + w * (1 - mean CCC over the dimensions) + aux`: the concordance correlation
+            coefficient, which challenges score the dimensions by, computed on each batch.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of the new (non-encoder) weights.
         id2label (`dict`, *optional*):
@@ -125,6 +143,8 @@ class MERConfig(PretrainedConfig):
         use_consistency_task: bool = True,
         aux_loss_weights: dict[str, float] | None = None,
         modality_dropout: float = 0.2,
+        dimensions: list[str] | None = None,
+        dimension_loss_weight: float = 1.0,
         initializer_range: float = 0.02,
         evaluation: dict | None = None,
         training_utterance_seconds: dict[str, float] | None = None,
@@ -148,6 +168,8 @@ class MERConfig(PretrainedConfig):
             dict(aux_loss_weights) if aux_loss_weights is not None else dict.fromkeys(AUX_TASKS, 0.5)
         )
         self.modality_dropout = modality_dropout
+        self.dimensions = list(dimensions) if dimensions else None
+        self.dimension_loss_weight = dimension_loss_weight
         self.initializer_range = initializer_range
         self.evaluation = evaluation
         self.training_utterance_seconds = training_utterance_seconds
@@ -191,6 +213,14 @@ class MERConfig(PretrainedConfig):
             raise ValueError(f"fusion_direction must be one of {FUSION_DIRECTIONS}, got {self.fusion_direction!r}.")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}.")
+        for name in self.dimensions or []:
+            if name not in DIMENSIONS:
+                raise ValueError(f"dimensions: {name!r} is not one of {DIMENSIONS}.")
+        if self.dimensions and len(set(self.dimensions)) != len(self.dimensions):
+            raise ValueError(f"dimensions names one twice: {self.dimensions}.")
+        weight = self.dimension_loss_weight
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0 or math.isnan(weight):
+            raise ValueError(f"dimension_loss_weight must be a number >= 0, got {weight!r}.")
         for name in ("fusion_dropout", "modality_dropout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:

@@ -31,6 +31,7 @@ __all__ = [
     "MERWhisperEncoder",
     "MismatchedClassesError",
     "audio_frame_mask",
+    "concordance",
     "masked_mean",
 ]
 
@@ -96,12 +97,19 @@ class MEROutput(ModelOutput):
     Output of [`MERModel`]. With `return_dict=False` the fields that are set come as a tuple, in this order.
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`, returned when `labels` are given):
-            `classification_loss + w1 * aux_losses["cross_pair"] + w2 * aux_losses["consistency"]`.
+        loss (`torch.FloatTensor` of shape `()`, returned when `labels` or `dimension_labels` are given):
+            `classification_loss + w * dimension_loss + w1 * aux_losses["cross_pair"] + w2 *
+            aux_losses["consistency"]` (the terms that are there; `w` is `config.dimension_loss_weight`).
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             Emotion scores (before softmax).
+        dimensions (`torch.FloatTensor` of shape `(batch_size, len(config.dimensions))`, for models with
+            `config.dimensions`): each dimension of emotion (arousal, valence, dominance) in [0, 1], in the order of
+            `config.dimensions`.
         classification_loss (`torch.FloatTensor` of shape `()`, returned when `labels` are given):
             Cross-entropy of `logits` against `labels`.
+        dimension_loss (`torch.FloatTensor` of shape `()`, returned when `dimension_labels` are given):
+            `1 - ` the mean over dimensions of the concordance correlation coefficient of `dimensions` with
+            `dimension_labels` on the batch (values that are NaN, missing, are left out).
         aux_losses (`dict[str, torch.FloatTensor]`, returned when training with `labels`):
             The unweighted auxiliary losses that are switched on, keyed by task (`"cross_pair"`, `"consistency"`).
         pooled_output (`torch.FloatTensor` of shape `(batch_size, 2 * fusion_hidden_size)`):
@@ -130,7 +138,9 @@ class MEROutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    dimensions: torch.FloatTensor | None = None
     classification_loss: torch.FloatTensor | None = None
+    dimension_loss: torch.FloatTensor | None = None
     aux_losses: dict[str, torch.FloatTensor] | None = None
     pooled_output: torch.FloatTensor | None = None
     audio_frame_mask: torch.LongTensor | None = None
@@ -167,6 +177,22 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `states` `(batch, length, hidden)` over the positions where `mask` `(batch, length)` is true."""
     mask = mask.to(states.dtype).unsqueeze(-1)
     return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def concordance(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Lin's concordance correlation coefficient of each column of `predictions` `(n, d)` with `targets` `(n, d)`:
+    `2 cov / (var_p + var_t + (mean_p - mean_t) ** 2)`, population moments, over the rows where the target is not
+    NaN. Returns `(d,)`; a column with fewer than two such rows gives 0 (no information: nothing to learn from)."""
+    present = ~torch.isnan(targets)
+    weights = present.to(predictions.dtype)
+    count = weights.sum(dim=0).clamp(min=1.0)
+    targets = torch.where(present, targets, torch.zeros_like(targets))
+    mean_p, mean_t = (weights * predictions).sum(0) / count, (weights * targets).sum(0) / count
+    centred_p, centred_t = (predictions - mean_p) * weights, (targets - mean_t) * weights
+    covariance = (centred_p * centred_t).sum(0) / count
+    variance_p, variance_t = (centred_p**2).sum(0) / count, (centred_t**2).sum(0) / count
+    ccc = 2 * covariance / (variance_p + variance_t + (mean_p - mean_t) ** 2).clamp(min=1e-8)
+    return torch.where(present.sum(0) >= 2, ccc, torch.zeros_like(ccc))
 
 
 def masked_mean_std(states: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -531,6 +557,12 @@ class MERModel(MERPreTrainedModel):
         self.cross_pair_audio_head = nn.Linear(pooled, config.num_labels) if config.use_cross_pair_task else None
         self.cross_pair_text_head = nn.Linear(pooled, config.num_labels) if config.use_cross_pair_task else None
         self.consistency_head = nn.Linear(pooled, 1) if config.use_consistency_task else None
+        # Dimensions of emotion, each squashed into [0, 1].
+        self.dimension_head = (
+            nn.Sequential(nn.Linear(pooled, hidden), nn.GELU(), nn.Linear(hidden, len(config.dimensions)))
+            if config.dimensions
+            else None
+        )
 
         if config.freeze_feature_encoder:
             self.freeze_feature_encoder()
@@ -944,6 +976,7 @@ class MERModel(MERPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         input_features: torch.Tensor | None = None,
+        dimension_labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MEROutput:
         r"""
@@ -971,6 +1004,9 @@ class MERModel(MERPreTrainedModel):
             input_features (`torch.FloatTensor` of shape `(batch_size, num_mel_bins, num_mel_frames)`):
                 Whisper audio encoders: log-mel features, each utterance on its own length, zero-padded on the right
                 ([`MERProcessor`]), instead of `input_values`.
+            dimension_labels (`torch.FloatTensor` of shape `(batch_size, len(config.dimensions))`, *optional*):
+                The dimensions' true values on [0, 1], NaN where an utterance has none: give them to a model with
+                `config.dimensions` to get `dimension_loss`.
             return_dict (`bool`, *optional*):
                 `False` returns the set fields of [`MEROutput`] as a tuple. Defaults to `config.return_dict`.
             kwargs:
@@ -990,17 +1026,32 @@ class MERModel(MERPreTrainedModel):
         pooled = fused.pooler_output
         logits = self.classifier(self.dropout(pooled))
 
-        loss = classification_loss = aux_losses = None
+        dimensions = None if self.dimension_head is None else self.dimension_head(self.dropout(pooled)).sigmoid()
+
+        loss = classification_loss = dimension_loss = aux_losses = None
         if labels is not None:
             classification_loss = F.cross_entropy(logits.float(), labels)
             loss = classification_loss
             if self.training and len(labels) > 1:
                 aux_losses = self._auxiliary_losses(audio, text, pooled, labels)
                 loss = loss + sum(self.config.aux_loss_weights[task] * value for task, value in aux_losses.items())
+        if dimension_labels is not None:
+            if dimensions is None:
+                raise ValueError("dimension_labels given to a model without dimensions (config.dimensions is None).")
+            if dimension_labels.shape != dimensions.shape:
+                raise ValueError(
+                    f"dimension_labels has shape {tuple(dimension_labels.shape)}; the model predicts "
+                    f"{tuple(dimensions.shape)} (batch, {', '.join(self.config.dimensions)})."
+                )
+            dimension_loss = 1 - concordance(dimensions.float(), dimension_labels.float()).mean()
+            weighted = self.config.dimension_loss_weight * dimension_loss
+            loss = weighted if loss is None else loss + weighted
         return MEROutput(
             loss=loss,
             logits=logits,
+            dimensions=dimensions,
             classification_loss=classification_loss,
+            dimension_loss=dimension_loss,
             aux_losses=aux_losses,
             pooled_output=pooled,
             audio_frame_mask=audio.attention_mask.long(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2Model
 import modeling_mer.modeling_mer
 from mer.tiny import tiny_audio_config
 from modeling_mer import MERConfig, MERModel
-from modeling_mer.modeling_mer import MERFusionOutput, audio_frame_mask, masked_mean, masked_mean_std
+from modeling_mer.modeling_mer import MERFusionOutput, audio_frame_mask, concordance, masked_mean, masked_mean_std
 
 
 @pytest.fixture(scope="module")
@@ -339,3 +340,57 @@ def test_no_mismatched_fusion_when_both_auxiliary_tasks_are_off(make_model, batc
     model.fusion.register_forward_hook(lambda *_: calls.append(1))
     out = model(**batch, labels=LABELS)
     assert len(calls) == 1 and out.aux_losses == {}
+
+
+def _reference_ccc(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin (1989), written out: 2 s_xy / (s_x^2 + s_y^2 + (mean_x - mean_y)^2), population moments."""
+    sxy = np.mean((x - x.mean()) * (y - y.mean()))
+    return 2 * sxy / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+
+
+def test_concordance_is_lins_coefficient_per_dimension_and_leaves_out_missing_values():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 1, size=(40, 2))
+    guess = np.clip(truth * 0.7 + 0.2 + rng.normal(0, 0.1, size=truth.shape), 0, 1)
+    got = concordance(torch.tensor(guess), torch.tensor(truth))
+    expected = [_reference_ccc(guess[:, d], truth[:, d]) for d in range(2)]
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=got.dtype))
+    assert concordance(torch.tensor(truth), torch.tensor(truth)).tolist() == pytest.approx([1.0, 1.0])
+    # A missing value is left out of its own dimension only.
+    holed = truth.copy()
+    holed[:5, 1] = np.nan
+    got = concordance(torch.tensor(guess), torch.tensor(holed))
+    assert got[0].item() == pytest.approx(expected[0])
+    assert got[1].item() == pytest.approx(_reference_ccc(guess[5:, 1], truth[5:, 1]))
+    # Fewer than two values: no information, 0.
+    assert concordance(torch.zeros(3, 1), torch.tensor([[0.5], [np.nan], [np.nan]])).item() == 0.0
+
+
+def test_dimensions_come_in_0_1_beside_the_classes_and_their_loss_trains_the_head(make_model, batch):
+    model = make_model(dimensions=["arousal", "valence"], dimension_loss_weight=2.0).train()
+    targets = torch.tensor([[0.9, 0.8], [0.2, float("nan")], [0.6, 0.1]])  # one valence missing
+    out = model(**batch, labels=LABELS, dimension_labels=targets)
+    assert out.dimensions.shape == (3, 2) and ((out.dimensions > 0) & (out.dimensions < 1)).all()
+    expected = out.classification_loss + 2.0 * out.dimension_loss + 0.5 * sum(out.aux_losses.values())
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.dimension_head.parameters())  # the NaN stayed out
+    # The head learns: a few steps on the batch alone raise its concordance.
+    optimizer = torch.optim.Adam(model.dimension_head.parameters(), lr=1e-2)
+    first = None
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = model.eval()(**batch, dimension_labels=targets).dimension_loss
+        first = loss.item() if first is None else first
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < first - 0.3
+    # A model without dimensions has none, and refuses their labels.
+    plain = make_model().eval()
+    assert plain(**batch).dimensions is None and plain.dimension_head is None
+    with pytest.raises(ValueError, match="without dimensions"):
+        plain(**batch, dimension_labels=targets)
+    with pytest.raises(ValueError, match=r"dimension_labels has shape \(3, 1\); the model predicts \(3, 2\)"):
+        model(**batch, dimension_labels=targets[:, :1])
+    with pytest.raises(ValueError, match="'joy' is not one of"):
+        make_model(dimensions=["arousal", "joy"])

@@ -38,9 +38,11 @@ class OnnxCase:
 @pytest.fixture(scope="module")
 def onnx_case(tiny_encoders, tmp_path_factory) -> OnnxCase:
     """One export for the module (it takes about half a minute), traced without a processor (on noise and random
-    token ids), of a model in training mode."""
+    token ids), of a model in training mode that predicts dimensions beside its classes."""
     torch.manual_seed(0)
-    model = MERModel.from_audio_text_pretrained(*tiny_encoders, fusion_hidden_size=16, fusion_num_heads=2).train()
+    model = MERModel.from_audio_text_pretrained(
+        *tiny_encoders, fusion_hidden_size=16, fusion_num_heads=2, dimensions=["arousal", "valence"]
+    ).train()
     export_dir = tmp_path_factory.mktemp("onnx")
     runtime = prepare_for_inference(model, "onnx", export_dir=export_dir)
     return OnnxCase(model, runtime, export_dir, model.training)
@@ -80,16 +82,25 @@ def test_int8_agrees_with_eager_and_leaves_the_model_unchanged(make_model, padde
     assert spread > 0.5 and (got - expected).abs().max().item() < 0.05 * spread
     assert torch.equal(got.argmax(-1), expected.argmax(-1))
 
+    # A model that predicts dimensions keeps them on int8 (each in [0, 1]).
+    dimensional = make_model(dimensions=["arousal", "valence"]).eval()
+    with torch.no_grad():
+        eager, int8 = (m(**padded_batch).dimensions for m in (dimensional, prepare_for_inference(dimensional, "int8")))
+    assert int8.shape == eager.shape == (4, 2) and (int8 - eager).abs().max() < 0.05
+
 
 def test_onnx_matches_eager_on_batches_it_was_not_traced_on(onnx_case, processor, padded_batch):
     model, runtime = onnx_case.model, onnx_case.runtime
     single = batch_of(processor, [2.3], ["what a great surprise"], seed=20)
     for batch in (padded_batch, single):  # other batch sizes and lengths than the traced ones: dynamic shapes
-        got = runtime(**batch).logits
+        answer = runtime(**batch)
+        got = answer.logits
         expected = eager_logits(model, batch)
         assert isinstance(got, torch.Tensor) and got.shape == expected.shape
         assert (got - expected).abs().max().item() < 1e-4 * max(spread_between(expected), 1.0)
         assert torch.equal(got.argmax(-1), expected.argmax(-1))
+        with torch.no_grad():  # the graph carries the dimensions too
+            torch.testing.assert_close(answer.dimensions, model.eval()(**batch).dimensions, atol=1e-5, rtol=1e-4)
 
 
 def test_onnx_keeps_the_config_and_the_callers_model(onnx_case):

@@ -56,8 +56,14 @@ INPUT_ORDER = (
 )
 
 
-class LogitsOnly(nn.Module):
-    """The model's logits from the processor's inputs, as positional arguments: what an ONNX graph can return."""
+def output_names(config) -> list[str]:
+    """What a graph of a model with `config` returns: the logits, and the dimensions when it predicts them."""
+    return ["logits", *(["dimensions"] if getattr(config, "dimensions", None) else [])]
+
+
+class Predictions(nn.Module):
+    """The model's predictions (`output_names`: logits, and dimensions when it has them) from the processor's
+    inputs, as a tuple of tensors: what an ONNX graph can return."""
 
     def __init__(self, model: MERModel):
         super().__init__()
@@ -71,15 +77,16 @@ class LogitsOnly(nn.Module):
         input_ids: torch.Tensor | None = None,
         text_attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return self.model(
+    ) -> tuple[torch.Tensor, ...]:
+        output = self.model(
             input_values=input_values,
             input_features=input_features,
             audio_attention_mask=audio_attention_mask,
             input_ids=input_ids,
             text_attention_mask=text_attention_mask,
             token_type_ids=token_type_ids,
-        ).logits
+        )
+        return tuple(output[name] for name in output_names(self.model.config))
 
 
 def input_names(inputs: Mapping[str, torch.Tensor]) -> list[str]:
@@ -138,10 +145,10 @@ def export_program(
     inputs: Mapping[str, torch.Tensor],
     min_audio_samples: int | None = None,
     max_audio_samples: int | None = None,
-    logits_only: bool = False,
+    predictions_only: bool = False,
 ) -> ExportedProgram:
-    """`torch.export.export` of `model` (or of its logits alone) with a dynamic batch and dynamic audio and text
-    lengths, traced on `inputs` (a processor batch; keyword inputs named as the processor names them).
+    """`torch.export.export` of `model` (or of its predictions alone, `Predictions`) with a dynamic batch and dynamic
+    audio and text lengths, traced on `inputs` (a processor batch; keyword inputs named as the processor names them).
 
     Raises:
         ValueError: a model in training mode (dropout and the auxiliary tasks would be traced), or the shape
@@ -158,7 +165,7 @@ def export_program(
     )
     names = input_names(inputs)
     shapes = dynamic_shapes(model, names, min_audio_samples, max_audio_samples)
-    module = LogitsOnly(model) if logits_only else model
+    module = Predictions(model) if predictions_only else model
     return torch.export.export(
         module, args=(), kwargs={name: inputs[name] for name in names}, dynamic_shapes=shapes, strict=False
     )
@@ -171,20 +178,21 @@ def write_onnx(
     max_audio_samples: int | None = None,
     opset: int | None = None,
 ) -> ExportedProgram:
-    """Writes the model's logits as an ONNX graph to `path` (one file, torch's dynamo exporter), traced on `inputs`
-    with the dynamic shapes of `dynamic_shapes`; returns the `torch.export` program it was made from.
+    """Writes the model's predictions (`output_names`) as an ONNX graph to `path` (one file, torch's dynamo
+    exporter), traced on `inputs` with the dynamic shapes of `dynamic_shapes`; returns the `torch.export` program it
+    was made from.
 
     Raises:
         ImportError: onnxscript (torch's ONNX exporter needs it) is not installed.
     """
     if importlib.util.find_spec("onnxscript") is None:
         raise ImportError("ONNX export needs onnx and onnxscript: pip install 'mer[export]' (or onnxscript alone).")
-    program = export_program(model, inputs, max_audio_samples=max_audio_samples, logits_only=True)
+    program = export_program(model, inputs, max_audio_samples=max_audio_samples, predictions_only=True)
     torch.onnx.export(
         program,
         f=str(path),
         input_names=input_names(inputs),
-        output_names=["logits"],
+        output_names=output_names(model.config),
         opset_version=opset,
         dynamo=True,
         external_data=False,
@@ -227,16 +235,18 @@ def noise_inputs(
 
 
 def check_with_onnxruntime(onnx_path: Path, model: MERModel, inputs: Mapping[str, torch.Tensor]) -> float:
-    """Max |logits| difference between onnxruntime on `onnx_path` and the model in eager mode on `inputs`."""
+    """Max |difference| between onnxruntime on `onnx_path` and the model in eager mode on `inputs`, over its logits
+    and (when it has them) its dimensions."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [entry.name for entry in session.get_inputs()]
     feed = {name: inputs[name].numpy() for name in names}
+    outputs = output_names(model.config)
     with torch.no_grad():
-        expected = model(**inputs).logits.float().numpy()
-    (logits,) = session.run(["logits"], feed)
-    return float(np.abs(logits - expected).max())
+        expected = model(**inputs)
+    got = dict(zip(outputs, session.run(outputs, feed), strict=True))
+    return max(float(np.abs(value - expected[name].float().numpy()).max()) for name, value in got.items())
 
 
 def export_onnx(
@@ -254,7 +264,7 @@ def export_onnx(
 
     Raises:
         ValueError: as `dynamic_shapes`.
-        RuntimeError: onnxruntime's logits further than `ONNX_TOLERANCE` from eager.
+        RuntimeError: onnxruntime's logits (or dimensions) further than `ONNX_TOLERANCE` from eager.
     """
     out_dir = Path(out_dir)
     model = MERModel.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -275,8 +285,9 @@ def export_onnx(
         "model": str(model_dir),
         "onnx": onnx_path.name,
         "inputs": names,
-        "outputs": ["logits"],
+        "outputs": output_names(model.config),
         "labels": [model.config.id2label[index] for index in range(model.config.num_labels)],
+        **({"dimensions": list(model.config.dimensions)} if model.config.dimensions else {}),
         "torch": torch.__version__,
     }
     if check:
@@ -310,7 +321,9 @@ def main(argv: list[str] | None = None) -> dict:
     check = report.get("check")
     logger.info(
         f"Wrote {Path(args.out) / report['onnx']} (inputs {', '.join(report['inputs'])}; output logits over "
-        f"{', '.join(report['labels'])})."
+        f"{', '.join(report['labels'])}"
+        + (f", dimensions {', '.join(report['dimensions'])}" if report.get("dimensions") else "")
+        + ")."
         + (f" onnxruntime vs eager: max |logit difference| {check['max_abs_logit_difference']:.2e}." if check else "")
     )
     return report

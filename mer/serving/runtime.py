@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mer.serving.export import input_names, noise_inputs, sample_inputs, write_onnx
+from mer.serving.export import input_names, noise_inputs, output_names, sample_inputs, write_onnx
 from modeling_mer import MERModel, MEROutput, MERProcessor
 from modeling_mer.pipeline_mer import RUNTIMES
 
@@ -78,7 +78,8 @@ def onnxruntime_session(path: str | Path, threads: int | None = None):
 
 class OnnxRuntimeModel(nn.Module):
     """A MER model's ONNX graph run by onnxruntime, called as the model is: keyword inputs named as the processor
-    names them, a `MEROutput` whose only field is `logits` (a float32 CPU tensor `(batch_size, num_labels)`).
+    names them, a `MEROutput` whose only fields are `logits` (a float32 CPU tensor `(batch_size, num_labels)`) and,
+    for a model that predicts them, `dimensions`.
 
     Args:
         session: an onnxruntime `InferenceSession` on a graph written by `mer.serving.export.write_onnx`.
@@ -136,8 +137,9 @@ class OnnxRuntimeModel(nn.Module):
         if self._validate_inputs is not None:
             self._validate_inputs(**{name: value for name, value in given.items() if name != "token_type_ids"})
         feed = {name: self._as_input(name, self._given_or_default(name, given)) for name in self.input_names}
-        (logits,) = self.session.run(["logits"], feed)
-        return MEROutput(logits=torch.from_numpy(logits))
+        outputs = output_names(self.config)
+        predicted = dict(zip(outputs, self.session.run(outputs, feed), strict=True))
+        return MEROutput(**{name: torch.from_numpy(value) for name, value in predicted.items()})
 
     @staticmethod
     def _given_or_default(name: str, given: Mapping[str, torch.Tensor | None]) -> torch.Tensor:
