@@ -35,7 +35,6 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .asr_mer import SpeechRecognizer
-from .modeling_mer import audio_frame_mask
 from .processing_mer import resample, to_mono_float32
 
 __all__ = [
@@ -242,6 +241,7 @@ class MERPipeline(Pipeline):
     Inputs, one or a list of:
         - a path to an audio (or video) file in any format ffmpeg reads, or its raw bytes;
         - a numpy array or torch tensor of samples (mono, or `(channels, samples)`), with `sampling_rate=`;
+        - a `PreparedAudio` from `prepare_audio` (taken as it is: decoded, resampled and checked once);
         - a dict with `"audio"` (or `"array"` / `"raw"`: any of the above), `"sampling_rate"` (for arrays) and an
           optional `"text"`, the transcript; `datasets`' decoded audio (`{"array", "sampling_rate"}`) works as is.
         `text=` gives the transcript of a single input, or a list of transcripts for a list of inputs.
@@ -414,6 +414,8 @@ class MERPipeline(Pipeline):
         """
         limit = self.max_seconds if max_seconds is None else _positive(max_seconds, "max_seconds", float)
         rate = self.sampling_rate
+        if isinstance(audio, PreparedAudio) and audio.sampling_rate == rate and audio.seconds <= limit:
+            return audio  # prepared by this policy already (the commands and the Space prepare, then classify)
         cropped = False
         if isinstance(audio, (str, Path)):
             name = name or f"'{audio}'"
@@ -449,7 +451,7 @@ class MERPipeline(Pipeline):
     def preprocess(self, inputs, sampling_rate=None, max_seconds=None, speech_recognizer=None) -> dict:
         audio, text, sampling_rate, name = _unpacked(inputs, sampling_rate)
         clip = self.prepare_audio(audio, sampling_rate, max_seconds, name)
-        if clip.cropped:
+        if clip.cropped and clip is not audio:  # a caller that prepared the clip itself says so its own way
             logger.warning(
                 "%s lasts more than %g s: only its first %g s are classified (for long recordings, segment them "
                 "first).", clip.name, clip.seconds, clip.seconds,
@@ -518,15 +520,8 @@ class MERPipeline(Pipeline):
     def _attention_maps(self, inputs: dict, outputs) -> list[dict]:
         """Per item: its tokens, the seconds between frames, and the last fusion layer's attention over the real
         tokens and frames, averaged over heads (see `output_attentions` in the class docstring)."""
-        audio = inputs.get("input_values", inputs.get("input_features"))
-        sample_mask = inputs.get("audio_attention_mask")
-        if sample_mask is None:
-            sample_mask = torch.ones(audio.shape[0], audio.shape[-1], dtype=torch.long)
         config = self.model.config
-        # (B, heads, tokens, frames) when words are the queries, (B, heads, frames, tokens) when audio frames are
-        num_frames = (outputs.text_attentions[-1].shape[-1] if outputs.text_attentions
-                      else outputs.audio_attentions[-1].shape[-2])  # fmt: skip
-        frames = audio_frame_mask(sample_mask, config.audio_config, num_frames)
+        frames = outputs.audio_frame_mask  # the model's own count of each item's real frames
         maps = []
         for item in range(len(inputs["input_ids"])):
             num_frames, num_tokens = int(frames[item].sum()), int(inputs["text_attention_mask"][item].sum())

@@ -185,7 +185,7 @@ class EmotionRecognizer:
         if not transcript:
             self.speech_recognizer()  # a ServiceError now, in words for the user
         result = self.pipeline(
-            {"array": clip.waveform, "sampling_rate": clip.sampling_rate, "text": transcript or None},
+            {"audio": clip, "text": transcript or None},  # prepared once: the pipeline takes it as it is
             output_attentions=True,
         )
         if result["transcribed_by"] and not result["transcript"]:

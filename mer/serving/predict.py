@@ -18,12 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from mer.serving.tables import spreadsheet_safe
 from mer.serving.vad import speech_problem
-from modeling_mer.pipeline_mer import MERPipeline
+from modeling_mer.pipeline_mer import MERPipeline, PreparedAudio
 
 __all__ = [
     "PredictionLog",
@@ -317,8 +316,7 @@ class PredictionLog:
 @dataclass
 class _Decoded:
     path: Path
-    waveform: np.ndarray | None = None
-    cropped: bool = False
+    clip: PreparedAudio | None = None
     error: str | None = None
 
 
@@ -335,18 +333,17 @@ def predict_files(
     summary = PredictionSummary(max_seconds=pipe.max_seconds)
     todo = [path for path in files if str(path) not in log.done]
     summary.already_done = len(files) - len(todo)
-    rate = pipe.processor.sampling_rate
     bar = tqdm(total=len(files), initial=summary.already_done, unit="file", disable=not progress, dynamic_ncols=True)
     with bar, ThreadPoolExecutor(_DECODE_THREADS) as pool:
         decode = lambda path: _decode(pipe, path)  # noqa: E731
         for group in _groups(todo, batch_size * _LOOKAHEAD_BATCHES):
             decoded = list(pool.map(decode, group))
             failed = [item for item in decoded if item.error]
-            good = sorted((item for item in decoded if not item.error), key=lambda item: len(item.waveform))
+            good = sorted((item for item in decoded if not item.error), key=lambda item: len(item.clip.waveform))
             records = [log.record(item.path, error=item.error) for item in failed]
             for start in range(0, len(good), batch_size):
                 batch = good[start : start + batch_size]
-                records += _classify(pipe, batch, log, transcripts, rate)
+                records += _classify(pipe, batch, log, transcripts)
                 log.append(records)
                 _account(summary, records, bar)
                 records = []
@@ -371,25 +368,22 @@ def _decode(pipe: MERPipeline, path: Path) -> _Decoded:
     problem = speech_problem(clip.waveform, clip.sampling_rate, clip.name)
     if problem is not None:
         return _Decoded(path, error=problem)
-    return _Decoded(path, waveform=clip.waveform, cropped=clip.cropped)
+    return _Decoded(path, clip=clip)
 
 
 def _classify(
-    pipe: MERPipeline, batch: list[_Decoded], log: PredictionLog, transcripts: TranscriptTable | None, rate: int
+    pipe: MERPipeline, batch: list[_Decoded], log: PredictionLog, transcripts: TranscriptTable | None
 ) -> list[dict]:
-    inputs = [
-        {"array": item.waveform, "sampling_rate": rate, "text": transcripts.get(item.path) if transcripts else None}
-        for item in batch
-    ]
+    inputs = [{"audio": item.clip, "text": transcripts.get(item.path) if transcripts else None} for item in batch]
     try:
         results = pipe(inputs, batch_size=len(inputs))
     except (ValueError, RuntimeError) as error:  # one bad item fails its batch: one by one, the others are kept
         if len(batch) == 1:
             logger.debug("Classifying %s failed", batch[0].path, exc_info=True)
             return [log.record(batch[0].path, error=f"'{batch[0].path}': {error}")]
-        return [record for item in batch for record in _classify(pipe, [item], log, transcripts, rate)]
+        return [record for item in batch for record in _classify(pipe, [item], log, transcripts)]
     return [
-        log.record(item.path, result, seconds=len(item.waveform) / rate, cropped=item.cropped)
+        log.record(item.path, result, seconds=item.clip.seconds, cropped=item.clip.cropped)
         for item, result in zip(batch, results, strict=True)
     ]
 
