@@ -14,27 +14,50 @@ regression per fold of leave-one-session-out on three feature sets:
 By design text alone cannot tell angry from sad and audio alone cannot tell happy from angry, so each single
 modality should stop near 75% while both together come close to 100%. Reports WA (accuracy) and UA (mean per-class
 recall), mean over the five test sessions, plus the time to generate and to build the corpus.
+
+The dimensions get the same question (`dimension_probe`): a ridge regression per feature set and dimension, leave
+one session out, scored by the concordance correlation (CCC) of the pooled predictions with the ratings mapped to
+[0, 1]. By design audio predicts arousal and words predict valence, each only weakly the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import tempfile
 import time
 from pathlib import Path
 
+import evaluate
 import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from dataset_scripts.dimensions import CORPUS_SCALES
 from dataset_scripts.iemocap import load_iemocap
 from dataset_scripts.synthetic import generate_corpus
+from modeling_mer.configuration_mer import DIMENSIONS
 
-__all__ = ["audio_features", "loso_scores", "main", "modality_features", "probe"]
+__all__ = [
+    "audio_features",
+    "dimension_probe",
+    "loso_ccc",
+    "loso_scores",
+    "main",
+    "modality_features",
+    "probe",
+]
+_METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_dimensions"
+
+
+@functools.cache
+def _dimension_metric():
+    return evaluate.load(str(_METRIC))
+
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +111,14 @@ def audio_features(signal: np.ndarray, sampling_rate: int = 16_000) -> np.ndarra
 
 
 def modality_features(dataset) -> dict[str, np.ndarray]:
-    """Feature matrices ``audio``, ``text`` (bag of words), ``both``, plus ``label`` and ``session`` vectors, of every
-    row of every split of a `load_iemocap` `DatasetDict`."""
+    """Feature matrices ``audio``, ``text`` (bag of words), ``both``, plus ``label``, ``session`` and the dimensions'
+    (``arousal``, ``valence``, ``dominance``, mapped to [0, 1]) vectors, of every row of every split of a
+    `load_iemocap` `DatasetDict`."""
     rows = [row for split in dataset.values() for row in split]
     audio = np.stack(
         [audio_features(row["audio"].get_all_samples().data.mean(0).numpy().astype(np.float64)) for row in rows]
     )
+    ids = [row["id"] for row in rows]
     words = CountVectorizer(token_pattern=r"(?u)\b\w+\b", binary=True)
     text = words.fit_transform([row["text"] for row in rows]).toarray().astype(np.float64)
     return {
@@ -102,6 +127,10 @@ def modality_features(dataset) -> dict[str, np.ndarray]:
         "both": np.hstack([audio, text]),
         "label": np.array([row["label"] for row in rows]),
         "session": np.array([row["session"] for row in rows]),
+        **{
+            name: np.array(CORPUS_SCALES["iemocap"].to_unit([row[name] for row in rows], ids, name, "IEMOCAP"))
+            for name in DIMENSIONS
+        },
     }
 
 
@@ -118,6 +147,27 @@ def loso_scores(features: np.ndarray, labels: np.ndarray, sessions: np.ndarray) 
     return float(np.mean(was)), float(np.mean(uas))
 
 
+def loso_ccc(features: np.ndarray, targets: np.ndarray, sessions: np.ndarray) -> float:
+    """CCC of a standardised ridge regression's leave-one-session-out predictions, pooled over the test sessions."""
+    predictions = np.empty_like(targets)
+    for session in np.unique(sessions):
+        train, test = sessions != session, sessions == session
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
+        model.fit(features[train], targets[train])
+        predictions[test] = model.predict(features[test])
+    return _dimension_metric().compute(predictions=predictions, references=targets)["ccc"]
+
+
+def dimension_probe(dataset) -> dict[str, dict[str, float]]:
+    """Feature set (audio, text, both) -> dimension -> leave-one-session-out CCC, for a `load_iemocap` DatasetDict."""
+    matrices = modality_features(dataset)
+    sessions = matrices["session"]
+    return {
+        name: {dimension: loso_ccc(matrices[name], matrices[dimension], sessions) for dimension in DIMENSIONS}
+        for name in ("audio", "text", "both")
+    }
+
+
 def probe(dataset) -> dict[str, tuple[float, float]]:
     """Leave-one-session-out (WA, UA) of logistic regressions on audio, text and both, for a 4class `DatasetDict`."""
     matrices = modality_features(dataset)
@@ -126,7 +176,7 @@ def probe(dataset) -> dict[str, tuple[float, float]]:
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
+def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", type=Path, help="an existing corpus; otherwise one is generated")
     parser.add_argument("--out", type=Path, help="where to generate the corpus (default: a temporary directory)")
@@ -148,11 +198,14 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
             sum(len(s) for s in dataset.values()),
             time.perf_counter() - began,
         )
-        scores = probe(dataset)
+        scores, dimensions = probe(dataset), dimension_probe(dataset)
     logger.info("leave-one-session-out logistic regression, mean of 5 folds:")
     for name, (wa, ua) in scores.items():
         logger.info("  %-5s  WA %.3f  UA %.3f", name, wa, ua)
-    return scores
+    logger.info("leave-one-session-out ridge regression, CCC of the pooled predictions:")
+    for name, cccs in dimensions.items():
+        logger.info("  %-5s  %s", name, "  ".join(f"{dimension} {ccc:.3f}" for dimension, ccc in cccs.items()))
+    return {"classes": scores, "dimensions": dimensions}
 
 
 if __name__ == "__main__":

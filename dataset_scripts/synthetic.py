@@ -17,7 +17,12 @@ The labels are built so that a model needs both modalities:
     sad       negative   low              xxx       random words and random arousal (no agreement)
 
 Text alone cannot tell angry from sad (same sentence distribution); prosody alone cannot tell happy from angry
-(same arousal). The corpus also contains the real release's awkward parts so the builder's edge cases run on it:
+(same arousal). The annotated dimensions follow the same split: an utterance's valence rating is centred on what its
+words say (`VALENCE_CENTRES`) and its arousal rating on how it is spoken (`AROUSAL_CENTRES`), each with the jitter of
+a few evaluators' averaged ratings, so speech alone can predict arousal but not valence, and words alone the reverse
+(only as far as the emotions tie them: sad is always low and negative). Dominance is centred per emotion.
+
+The corpus also contains the real release's awkward parts so the builder's edge cases run on it:
 exc / fru / xxx and rare codes, ``XX`` transcript lines without labels, speaker-tag lines, CRLF transcripts,
 ``[LAUGHTER]`` and ``[breathing]`` tags, a TAB inside one transcript, valence / arousal outside 1-5, macOS ``._``
 dotfiles, evaluator subfolders and an ``.anvil`` file, an ``_1b`` dialog beside ``_1``, dialogs whose names are
@@ -48,11 +53,13 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 __all__ = [
+    "AROUSAL_CENTRES",
     "EMOTION_DESIGN",
     "PROSODY",
     "SAMPLE_RATE",
     "CorpusSummary",
     "SyntheticUtterance",
+    "VALENCE_CENTRES",
     "generate_corpus",
     "speak_utterance",
     "vocabulary",
@@ -147,19 +154,22 @@ PROSODY = {
 }
 _VOICES = {"F": tuple(f"en-us+f{i}" for i in range(1, 5)), "M": tuple(f"en-us+m{i}" for i in range(1, 5))}
 
-# raw code -> (sentence valence, arousal level, centre of the annotated valence / arousal / dominance)
-EMOTION_DESIGN: dict[str, tuple[str, str, tuple[float, float, float]]] = {
-    "neu": ("neutral", "medium", (3.0, 2.5, 2.5)),
-    "hap": ("positive", "high", (4.0, 3.5, 3.0)),
-    "exc": ("positive", "high", (4.0, 4.0, 3.5)),
-    "ang": ("negative", "high", (1.5, 4.0, 4.0)),
-    "sad": ("negative", "low", (1.5, 2.0, 2.0)),
-    "fru": ("negative", "medium", (2.0, 3.0, 3.0)),
-    "sur": ("positive", "high", (3.5, 4.0, 2.5)),
-    "fea": ("negative", "high", (1.5, 4.0, 1.5)),
-    "dis": ("negative", "medium", (1.5, 3.0, 3.0)),
-    "oth": ("neutral", "medium", (3.0, 3.0, 3.0)),
+# raw code -> (sentence valence, arousal level, centre of the annotated dominance)
+EMOTION_DESIGN: dict[str, tuple[str, str, float]] = {
+    "neu": ("neutral", "medium", 2.5),
+    "hap": ("positive", "high", 3.0),
+    "exc": ("positive", "high", 3.5),
+    "ang": ("negative", "high", 4.0),
+    "sad": ("negative", "low", 2.0),
+    "fru": ("negative", "medium", 3.0),
+    "sur": ("positive", "high", 2.5),
+    "fea": ("negative", "high", 1.5),
+    "dis": ("negative", "medium", 3.0),
+    "oth": ("neutral", "medium", 3.0),
 }
+# Centres of the annotated valence (from the words) and arousal (from the prosody), on IEMOCAP's 1-5 scale.
+VALENCE_CENTRES = {"positive": 4.25, "neutral": 3.0, "negative": 1.75}
+AROUSAL_CENTRES = {"high": 4.25, "medium": 3.0, "low": 1.75}
 # Codes cycle through this schedule over the whole corpus ("rare" takes turns over sur, fea, oth, dis), so every
 # corpus (at least 40 utterances) has the other codes, and 20 utterances per dialog give every dialog the same mix.
 _SCHEDULE = ("neu", "hap", "ang", "sad") * 4 + ("exc", "fru", "xxx", "rare")
@@ -284,9 +294,11 @@ def _plan_corpus(per_dialog: int, seed: int) -> list[list[_Plan]]:
 def _plan_utterance(rng: random.Random, utterance_id: str, session: int, dialog: str, gender: str, code: str) -> _Plan:
     if code == "xxx":  # no majority among evaluators: any words, any arousal
         valence, level = rng.choice(tuple(_TEMPLATES)), rng.choice(tuple(PROSODY))
-        centre = tuple(rng.choice((2.0, 2.5, 3.0, 3.5, 4.0)) for _ in range(3))
+        # Three draws, as when all three centres were drawn here: every later draw, and so the audio, stays the same.
+        dominance = [rng.choice((2.0, 2.5, 3.0, 3.5, 4.0)) for _ in range(3)][-1]
     else:
-        valence, level, centre = EMOTION_DESIGN[code]
+        valence, level, dominance = EMOTION_DESIGN[code]
+    centre = (VALENCE_CENTRES[valence], AROUSAL_CENTRES[level], dominance)
     text = _sentence(rng, valence)
     base = PROSODY[level]
     prosody = _Prosody(

@@ -12,8 +12,8 @@ import soundfile as sf
 from transformers import BertTokenizer
 
 from dataset_scripts import synthetic
-from dataset_scripts.probe_modalities import loso_scores, modality_features
-from dataset_scripts.synthetic import EMOTION_DESIGN, generate_corpus, vocabulary
+from dataset_scripts.probe_modalities import dimension_probe, loso_scores, modality_features
+from dataset_scripts.synthetic import AROUSAL_CENTRES, EMOTION_DESIGN, VALENCE_CENTRES, generate_corpus, vocabulary
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -122,3 +122,25 @@ def test_each_modality_alone_misses_what_the_other_carries(synthetic_iemocap):
     assert recall("neutral", "sad", "text") > 0.9
     assert recall("happy", "angry", "audio") < 0.7
     assert recall("angry", "sad", "audio") > 0.9
+
+
+def test_speech_carries_arousal_and_words_carry_valence(synthetic_iemocap):
+    """Ridge regressions, leave one session out: audio features predict the annotated arousal and words the valence;
+    each predicts the other dimension only as far as the emotions tie the two (sad is low and negative); both
+    together predict both."""
+    ccc = dimension_probe(synthetic_iemocap)
+    print("\nleave-one-session-out CCC (ridge regression):")
+    for name, scores in ccc.items():
+        print(f"  {name:5s} " + "  ".join(f"{dimension} {value:.3f}" for dimension, value in scores.items()))
+    assert ccc["audio"]["arousal"] > 0.65 and ccc["audio"]["valence"] < ccc["audio"]["arousal"] - 0.3
+    assert ccc["text"]["valence"] > 0.75 and ccc["text"]["arousal"] < ccc["text"]["valence"] - 0.4
+    weakest = {name: min(scores["arousal"], scores["valence"]) for name, scores in ccc.items()}
+    assert weakest["both"] > 0.55 and weakest["both"] > max(weakest["audio"], weakest["text"]) + 0.25
+
+
+def test_dimension_ratings_follow_the_words_and_the_prosody(synthetic_corpus):
+    for u in synthetic_corpus.utterances:
+        if 1 <= u.valence <= 5:  # two ratings are out of range on purpose
+            assert abs(u.valence - min(5, max(1, VALENCE_CENTRES[u.sentence_valence]))) <= 0.5
+        if 1 <= u.arousal <= 5:
+            assert abs(u.arousal - min(5, max(1, AROUSAL_CENTRES[u.arousal_level]))) <= 0.5
