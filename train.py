@@ -10,7 +10,8 @@ The evaluation protocol (mer.training.protocol): each fold (an IEMOCAP session) 
 the other folds; the epoch is chosen on validation speakers held out whole from the training folds; no speaker is in
 two of train / validation / test. Public corpora by name (mer.training.corpora) are pooled within each corpus's
 standard folds or left out one corpus at a time, and scored per corpus too. Scores are averaged over folds and pooled
-over them; `--seeds 1 2 3` runs every fold once per seed. `--transcripts asr` trains and tests on speech recognition's
+over them; `--seeds 1 2 3` runs every fold once per seed. `--dimensions arousal,valence` also trains and scores
+dimensions of emotion (CCC, r, MAE) from the corpus's ratings on [0, 1]. `--transcripts asr` trains and tests on speech recognition's
 transcripts, `both` trains on gold ones and tests on both. Rerunning the same command (or passing
 --resume_from_checkpoint) continues a killed run exactly: finished folds (of each seed) are kept, an unfinished fold
 resumes from its last epoch with the batch order, random state and learning rate it would have had. CPU, one GPU,
@@ -43,6 +44,7 @@ from mer.training.arguments import Arguments, load_model_configs, parse_config_o
 from mer.training.baseline import FrozenFeatures, probe_fold
 from mer.training.corpora import CORPORA
 from mer.training.data import LengthGroupedSampler, MERCollator, UtteranceDataset, evaluation_batches
+from mer.training.dimensions import score_dimensions, selection_score, with_dimensions
 from mer.training.fold_export import export_folds
 from mer.training.folds import Corpus, FoldSplit
 from mer.training.protocol import describe_protocol, load_corpus, plan_folds
@@ -108,7 +110,7 @@ def main() -> None:
         args.check()  # the settings the defaults filled in, together with the given ones
         with accelerator.main_process_first():
             corpus = load_corpus(args)
-        overrides = corpus.check_labels(overrides)
+        overrides = with_dimensions(corpus.check_labels(overrides), corpus.dimensions)
         check_batch_size(args, MERConfig(**overrides))
         plans = plan_seeds(corpus, args)
         protocol = describe_protocol(args, corpus, plans[args.seed_list[0]])
@@ -268,7 +270,7 @@ def train_and_test_fold(
         return json.loads((fold_dir / "metrics.json").read_text())
     fold = prepare_fold(accelerator, args, corpus, split, processor, overrides)
     checkpoint = fold_dir / "checkpoint"
-    state = train_fold(accelerator, args, fold, split.name, checkpoint, processor, metric, corpus.label_names)
+    state = train_fold(accelerator, args, fold, split.name, checkpoint, processor, metric, corpus)
 
     # The epoch chosen on validation is the one tested, and the one published as the fold's model.
     best = load_file(checkpoint / BEST_MODEL / "model.safetensors")
@@ -278,6 +280,7 @@ def train_and_test_fold(
     record = {
         "best_epoch": state.best_epoch,
         "best_ua": state.best_ua,
+        **({"best_score": state.best_score} if corpus.dimensions else {}),
         "history": state.history,
         "stopped_early": len(state.history) < args.num_epochs,
         "validation_speakers": split.validation_speakers,
@@ -353,7 +356,7 @@ def prepare_fold(accelerator, args, corpus: Corpus, split: FoldSplit, processor,
         mega_batches=50 if args.group_by_length else 1,
     )
     training = DataLoader(
-        UtteranceDataset(split.train, *corpus.columns),
+        UtteranceDataset(split.train, *corpus.columns, dimension_columns=corpus.dimensions),
         batch_size=args.batch_size,
         sampler=sampler,
         drop_last=True,  # every training batch is full: the auxiliary tasks need two utterances, DDP a fixed graph
@@ -376,12 +379,13 @@ def prepare_fold(accelerator, args, corpus: Corpus, split: FoldSplit, processor,
     return FoldTraining(model, prepared_optimizer, scheduler, training, validation, scheduler_steps, audio_parameters)
 
 
-def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, processor, metric, labels) -> FoldState:
+def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, processor, metric, corpus) -> FoldState:
     """Epochs until `--num_epochs` or early stopping, each followed by validation and a checkpoint; continues after
     the last finished epoch of an interrupted run."""
     state = load_checkpoint(accelerator, checkpoint) or FoldState()
     if state.epoch:
         logger.info("%s: resuming after epoch %d (best validation UA %.4f)", name, state.epoch, state.best_ua)
+    chosen_by = "UA" if not corpus.dimensions else "score (mean of UA and CCC)"
     epochs = tqdm(
         range(state.epoch, args.num_epochs),
         initial=state.epoch,
@@ -393,9 +397,10 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         if state.epochs_without_gain >= args.early_stopping_patience:
             waited = state.epochs_without_gain
             logger.info(
-                "%s: early stopping after epoch %d: validation UA has not improved for %d epoch%s (best %.4f, epoch "
-                "%d; --early_stopping_patience %d).",
-                name, state.epoch, waited, "" if waited == 1 else "s", state.best_ua, state.best_epoch,
+                "%s: early stopping after epoch %d: validation %s has not improved for %d epoch%s (best %.4f, "
+                "epoch %d; --early_stopping_patience %d).",
+                name, state.epoch, chosen_by, waited, "" if waited == 1 else "s",
+                state.best_ua if state.best_score is None else state.best_score, state.best_epoch,
                 args.early_stopping_patience,
             )  # fmt: skip
             break
@@ -403,13 +408,17 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         audio_learning = set_audio_tower_learning(fold, epoch >= args.freeze_audio_epochs)
         started = time.perf_counter()
         train_loss = train_epoch(accelerator, fold, f"{name} epoch {epoch + 1}")
-        scores = score(predict(accelerator, fold.model, fold.validation), metric, labels)
+        predictions = predict(accelerator, fold.model, fold.validation)
+        scores = score(predictions, metric, corpus.label_names, corpus.dimensions)
+        cccs = {f"val_{dimension}_ccc": value["ccc"] for dimension, value in scores.get("dimensions", {}).items()}
         improved = state.record_epoch(
             {
                 "train_loss": train_loss,
                 "audio_tower_learning": audio_learning,
                 "val_wa": scores["wa"],
                 "val_ua": scores["ua"],
+                **cccs,
+                "val_score": selection_score(scores),
                 "learning_rates": fold.scheduler.get_last_lr(),
                 "scheduler_steps": fold.scheduler.scheduler.last_epoch,
                 "seconds": time.perf_counter() - started,  # training and validation, on this process
@@ -419,8 +428,9 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         save_checkpoint(accelerator, checkpoint, state, save_best)
         epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{scores['ua']:.3f}", best=f"{state.best_ua:.3f}")
         logger.info(
-            "%s epoch %d: train loss %.4f, validation WA %.4f UA %.4f",
+            "%s epoch %d: train loss %.4f, validation WA %.4f UA %.4f%s",
             name, state.epoch, train_loss, scores["wa"], scores["ua"],
+            "".join(f", {key.removeprefix('val_')} {value:.4f}" for key, value in cccs.items()),
         )  # fmt: skip
         accelerator.log({f"{name}/train_loss": train_loss, f"{name}/val_ua": scores["ua"]}, step=state.epoch)
     return state
@@ -449,9 +459,9 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
             )
         )
         predictions = predict(accelerator, model, loader)
-        outcome[name] = score(predictions, metric, corpus.label_names)
+        outcome[name] = score(predictions, metric, corpus.label_names, corpus.dimensions)
         for part, rows in predictions_by_corpus(corpus, split.test, predictions).items():
-            by_corpus.setdefault(part, {})[name] = score(rows, metric, corpus.label_names)
+            by_corpus.setdefault(part, {})[name] = score(rows, metric, corpus.label_names, corpus.dimensions)
         if condition.keep_only is None and accelerator.is_main_process:
             suffix = name.removeprefix("test")  # "" for the transcripts trained on, "_asr" for speech recognition's
             save_confusion_matrix(
@@ -525,7 +535,14 @@ def whole_utterance_loader(
         durations, args.eval_batch_size, equal_lengths_only=not config.audio_encoder_takes_mask
     )
     return DataLoader(
-        UtteranceDataset(dataset, audio_column, text_column or corpus.columns[1], label_column, with_index=True),
+        UtteranceDataset(
+            dataset,
+            audio_column,
+            text_column or corpus.columns[1],
+            label_column,
+            with_index=True,
+            dimension_columns=corpus.dimensions,
+        ),
         batch_sampler=batches,
         collate_fn=MERCollator(processor, window_seconds=window, keep_only=keep_only),
         num_workers=args.num_workers,
@@ -581,14 +598,17 @@ def train_epoch(accelerator, fold: FoldTraining, description: str) -> float:
 
 @torch.no_grad()
 def predict(accelerator, model, loader) -> list[dict]:
-    """`{"index", "label", "prediction", "probabilities"}` for every utterance of the loader, gathered from all
-    processes, in dataset order; an utterance that a process saw twice (to even out the batches) is counted once."""
+    """`{"index", "label", "prediction", "probabilities"}` (and, for a model with dimensions, the predicted
+    `dimensions` and rated `dimension_labels`) for every utterance of the loader, gathered from all processes, in
+    dataset order; an utterance that a process saw twice (to even out the batches) is counted once."""
     model.eval()
     rows = []
     for batch in loader:
         indices, labels = batch.pop("indices").tolist(), batch.pop("labels").tolist()
-        probabilities = model(**batch).logits.float().softmax(-1).cpu()
-        for index, label, row in zip(indices, labels, probabilities, strict=True):
+        rated = batch.pop("dimension_labels", None)
+        outputs = model(**batch)
+        probabilities = outputs.logits.float().softmax(-1).cpu()
+        for position, (index, label, row) in enumerate(zip(indices, labels, probabilities, strict=True)):
             rows.append(
                 {
                     "index": index,
@@ -597,6 +617,10 @@ def predict(accelerator, model, loader) -> list[dict]:
                     "probabilities": [round(p, 6) for p in row.tolist()],
                 }
             )
+            if rated is not None:  # the ratings (None: unrated) and the predictions, on [0, 1]
+                ratings = rated[position].tolist()
+                rows[-1]["dimension_labels"] = [None if math.isnan(v) else round(v, 6) for v in ratings]
+                rows[-1]["dimensions"] = [round(v, 6) for v in outputs.dimensions[position].float().tolist()]
     # Not `gather_for_metrics`: it trims what Accelerate repeated to even out the processes by counting samples off
     # the end, which holds for batches of one size. Evaluation batches are grouped by length (for encoders that see
     # padding, by exact length) and differ in size, and the repeats are whole batches; so rows carry their dataset
@@ -605,13 +629,17 @@ def predict(accelerator, model, loader) -> list[dict]:
     return [unique[index] for index in sorted(unique)]
 
 
-def score(predictions: list[dict], metric, label_names: list[str]) -> dict:
-    return metric.compute(
+def score(predictions: list[dict], metric, label_names: list[str], dimensions: list[str] = ()) -> dict:
+    """The classes' scores (`metric`), and under `dimensions` each dimension's (`score_dimensions`)."""
+    scores = metric.compute(
         predictions=[row["prediction"] for row in predictions],
         references=[row["label"] for row in predictions],
         num_labels=len(label_names),
         label_names=label_names,
     )
+    if dimensions:
+        scores["dimensions"] = score_dimensions(predictions, list(dimensions))
+    return scores
 
 
 def save_model(accelerator, model, processor, directory: Path) -> None:

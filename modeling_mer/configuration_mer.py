@@ -107,8 +107,9 @@ class MERConfig(PretrainedConfig):
         evaluation (`dict`, *optional*):
             What this model scored on data it was not trained on, as its training run recorded it: `evaluated_on`
             (which fold of which corpus) and, per condition (`test`: both modalities, `test_audio_only`,
-            `test_text_only`), its `wa`, `ua` and `num_examples`. `None` when never measured. Not a setting: nothing
-            in the model reads it.
+            `test_text_only`), its `wa`, `ua` and `num_examples`, and for a model with `dimensions`, per dimension
+            its `ccc`, `pearson_r`, `mae` and `num_examples`. `None` when never measured. Not a setting: nothing in
+            the model reads it.
         training_utterance_seconds (`dict`, *optional*):
             The lengths of the utterances the model was trained on, as it saw them (after cropping): `p05`,
             `median` and `p95` in seconds. `mer timeline` cuts long speech into segments of such lengths. `None`

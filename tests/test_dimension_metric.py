@@ -8,6 +8,7 @@ from pathlib import Path
 import evaluate
 import numpy as np
 import pytest
+from dimension_reference import reference_ccc
 from scipy.stats import pearsonr
 
 METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_dimensions"
@@ -16,16 +17,6 @@ METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_dimensions"
 @pytest.fixture(scope="module")
 def metric():
     return evaluate.load(str(METRIC))
-
-
-def reference_ccc(x: np.ndarray, y: np.ndarray) -> float:
-    """Lin (1989), eq. 2, with sums written out (population moments)."""
-    n = len(x)
-    mean_x, mean_y = sum(x) / n, sum(y) / n
-    s_xy = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y, strict=True)) / n
-    s_xx = sum((a - mean_x) ** 2 for a in x) / n
-    s_yy = sum((b - mean_y) ** 2 for b in y) / n
-    return 2 * s_xy / (s_xx + s_yy + (mean_x - mean_y) ** 2)
 
 
 @pytest.mark.parametrize("seed", range(6))

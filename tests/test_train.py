@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dimension_reference import reference_ccc
 from huggingface_hub import HfApi
 from safetensors.torch import load_file
 from scipy.stats import binomtest
@@ -576,3 +577,68 @@ def test_a_run_moved_to_another_folder_resumes_there(tmp_path):
     check_output_dir(tmp_path, Arguments(data_dir="corpus", output_dir=str(tmp_path)))
     with pytest.raises(ValueError, match=r"differs in \['data_dir'\]"):
         check_output_dir(tmp_path, Arguments(data_dir="another", output_dir=str(tmp_path)))
+
+
+@pytest.fixture(scope="module")
+def dimensions_run(synthetic_corpus, encoders, environment, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("dimensions") / "run"
+    command = train_command(
+        synthetic_corpus, encoders, output_dir,
+        "--dimensions", "arousal,valence", "--num_epochs", "3", "--early_stopping_patience", "9",
+        "--baseline", "none",
+    )  # fmt: skip
+    run(command, environment, cwd=output_dir.parent)
+    return output_dir
+
+
+def test_train_py_trains_selects_and_reports_the_dimensions(dimensions_run, synthetic_corpus):
+    fold = dimensions_run / "session1"
+    metrics = json.loads((fold / "metrics.json").read_text())
+    for epoch in metrics["history"]:
+        cccs = [epoch["val_arousal_ccc"], epoch["val_valence_ccc"]]
+        assert epoch["val_score"] == pytest.approx((epoch["val_ua"] + np.mean(cccs)) / 2)
+    assert metrics["best_epoch"] == 1 + int(np.argmax([epoch["val_score"] for epoch in metrics["history"]]))
+
+    # Each condition's CCC is the formula's on the predictions written beside it.
+    rows = json.loads((fold / "predictions.json").read_text())
+    rated = {u.id: u for u in synthetic_corpus.utterances}
+    for row in rows:
+        assert all(0.0 <= value <= 1.0 for value in row["dimensions"])
+        assert row["dimension_labels"][0] == pytest.approx((rated[row["id"]].arousal - 1) / 4, abs=1e-6)
+    for column, name in enumerate(("arousal", "valence")):
+        scores = metrics["test"]["dimensions"][name]
+        predicted, rated_values = ([r[key][column] for r in rows] for key in ("dimensions", "dimension_labels"))
+        expected = reference_ccc(predicted, rated_values)
+        assert scores["ccc"] == pytest.approx(expected, abs=1e-5)
+        assert (scores["num_examples"], scores["num_missing"]) == (len(rows), 0)
+        for condition in ("test_audio_only", "test_text_only"):
+            assert -1 <= metrics[condition]["dimensions"][name]["ccc"] <= 1
+
+    results = json.loads((dimensions_run / "results.json").read_text())
+    dimensions = results["dimensions"]
+    assert dimensions["names"] == ["arousal", "valence"]
+    for condition in ("test", "test_audio_only", "test_text_only"):
+        one_fold = metrics[condition]["dimensions"]["valence"]["ccc"]
+        assert dimensions["averaged"][f"{condition}_valence_ccc"]["mean"] == pytest.approx(one_fold)
+        assert dimensions["pooled"][f"{condition}_valence_ccc"]["mean"] == pytest.approx(one_fold)
+    assert "| speech only | arousal |" in results["table"] and "CCC pooled" in results["table"]
+    card = (dimensions_run / "README.md").read_text()
+    assert "type: ccc" in card and "CCC of valence, speech + gold transcripts (mean over folds)" in card
+    assert "Dimensions: arousal, valence, each on [0, 1]" in card
+
+    config = json.loads((fold / "model" / "config.json").read_text())
+    assert config["dimensions"] == ["arousal", "valence"]
+    recorded = config["evaluation"]["test"]["dimensions"]["arousal"]
+    assert recorded["ccc"] == metrics["test"]["dimensions"]["arousal"]["ccc"]
+
+
+def test_dimensions_asked_of_the_wrong_corpus_stop_train_py_with_the_reason(synthetic_iemocap, encoders, tmp_path):
+    synthetic_iemocap.remove_columns(["arousal", "valence", "dominance"]).save_to_disk(tmp_path / "plain")
+    command = [
+        sys.executable, str(REPO / "train.py"), "--dataset", str(tmp_path / "plain"), "--audio_model", encoders[0],
+        "--text_model", encoders[1], "--output_dir", str(tmp_path / "out"), "--dimensions", "arousal",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "train.py: error: --dimensions arousal: " in result.stderr and "no dimensional ratings" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -88,6 +88,22 @@ class Arguments:
             "otherwise, with the counts); its scores are then not those of the whole corpus."
         },
     )
+    dimensions: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also predict these dimensions of emotion, e.g. arousal,valence (of arousal, valence, "
+            "dominance), from the corpus's ratings mapped to [0, 1] (dataset_scripts/dimensions.py: IEMOCAP 1-5, "
+            "MSP-Podcast 1-7), trained with a CCC loss beside the classes; the epoch is then chosen by the mean of "
+            "validation UA and CCC."
+        },
+    )
+    dimension_scale: str | None = field(
+        default=None,
+        metadata={
+            "help": "--dataset with --dimensions: the scale of its ratings as LOW,HIGH (e.g. 1,7), mapped to [0, 1]. "
+            "Default 0,1 (ratings already on the model's range). The corpora by name and --data_dir know theirs."
+        },
+    )
     dataset_config: str = field(default="4class", metadata={"help": "IEMOCAP label set: 4class, 6class or all."})
     improvised_only: bool = field(default=False, metadata={"help": "IEMOCAP: keep improvised dialogs only."})
     fold_column: str = field(default="session", metadata={"help": "--dataset: the column whose values are the folds."})
@@ -321,6 +337,7 @@ class Arguments:
             raise ValueError(f"--max_audio_seconds must be positive, got {self.max_audio_seconds}.")
         if not 0 <= self.audio_layerdrop < 1:
             raise ValueError(f"--audio_layerdrop must be in [0, 1), got {self.audio_layerdrop}.")
+        self._check_dimensions()
         _check_unique("--seeds", self.seeds or [])
         _check_unique("--folds", self.folds or [])
         self._check_transcripts()
@@ -329,6 +346,28 @@ class Arguments:
                 raise ValueError("--push_to_hub needs --hub_model_id user/name.")
             if not self.final_fit and not self.push_fold:
                 raise ValueError("--push_to_hub needs the model to push: --push_fold <fold> or --final_fit.")
+
+    def _check_dimensions(self) -> None:
+        from dataset_scripts.dimensions import parse_scale
+        from mer.training.dimensions import parse_dimensions
+
+        parse_dimensions(self.dimensions)
+        if self.dimension_scale is not None:
+            if self.dataset is None:
+                raise ValueError(
+                    "--dimension_scale states the scale of a --dataset's ratings; --data_dir and --corpus know their "
+                    "corpus's scale (dataset_scripts/dimensions.py)."
+                )
+            if not self.dimensions:
+                raise ValueError("--dimension_scale without --dimensions: name the dimensions to train.")
+            parse_scale(self.dimension_scale)
+
+    @property
+    def dimension_list(self) -> list[str]:
+        """The dimensions of emotion the run trains and scores (`--dimensions`), in the given order."""
+        from mer.training.dimensions import parse_dimensions
+
+        return parse_dimensions(self.dimensions)
 
     def _check_transcripts(self) -> None:
         from modeling_mer.asr_mer import ASR_BACKENDS, default_asr_model

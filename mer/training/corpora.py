@@ -24,7 +24,9 @@ from pathlib import Path
 
 import datasets
 
+from dataset_scripts.dimensions import CORPUS_SCALES
 from dataset_scripts.labels import CORPUS_LABELS, parse_classes
+from mer.training.dimensions import attach_dimensions
 from mer.training.folds import Corpus, natural_key, select_folds
 
 __all__ = ["CORPORA", "PROTOCOLS", "CorpusSpec", "load_corpora", "parse_corpus_arguments"]
@@ -176,13 +178,20 @@ class CorpusPart:
 
 
 def read_part(
-    name: str, data_dir: str, classes: list[str], skip_invalid: bool, allow_incomplete: bool = False
+    name: str,
+    data_dir: str,
+    classes: list[str],
+    skip_invalid: bool,
+    allow_incomplete: bool = False,
+    dimensions: tuple[str, ...] = (),
 ) -> CorpusPart:
     """Reads corpus `name` with its builder and keeps the utterances whose shared class is in `classes`, with the
-    shared columns (`COLUMNS`), the label a `ClassLabel` of `classes`.
+    shared columns (`COLUMNS`), the label a `ClassLabel` of `classes`, and the ratings of `dimensions` mapped onto
+    [0, 1] (`dataset_scripts.dimensions.CORPUS_SCALES`).
 
     Raises:
-        ValueError: the copy lacks documented files of the release (with the counts), unless `allow_incomplete`.
+        ValueError: the copy lacks documented files of the release (with the counts), unless `allow_incomplete`; the
+            corpus has no ratings of `dimensions`, or ratings beyond its scale.
     """
     spec = CORPORA[name]
     loaded = spec.load(data_dir, skip_invalid)
@@ -194,6 +203,8 @@ def read_part(
             "--corpus at the complete copy, or pass --allow_incomplete to train on this one (its scores are then "
             "not those of the corpus)."
         )
+    if dimensions:
+        loaded = attach_dimensions(dict(loaded), list(dimensions), CORPUS_SCALES.get(name), spec.title)
     mapping = CORPUS_LABELS[name]
     features = datasets.Features(
         {
@@ -204,6 +215,7 @@ def read_part(
             "raw_label": datasets.Value("string"),
             "speaker": datasets.Value("string"),
             "corpus": datasets.Value("string"),
+            **{dimension: datasets.Value("float64") for dimension in dimensions},
         }
     )
     dropped: Counter = Counter()
@@ -224,10 +236,10 @@ def read_part(
             "speaker": [f"{name}/{speaker}" for speaker in kept["speaker"]],
             "corpus": [name] * len(keep),
         }
-        table = kept.select_columns(["audio"])
+        table = kept.select_columns(["audio", *dimensions])
         for column in ("id", "text", "label", "raw_label", "speaker", "corpus"):
             table = table.add_column(column, columns[column])
-        splits[split] = table.select_columns(list(COLUMNS)).cast(features)
+        splits[split] = table.select_columns([*COLUMNS, *dimensions]).cast(features)
     if not splits:
         raise ValueError(
             f"--corpus {name}: none of its utterances is of the classes {classes} (its labels: {sorted(mapping)})"
@@ -248,7 +260,8 @@ def load_corpora(args):
         CORPORA[name].recognise(path)
     classes = classes_of(corpora, parse_classes(args.classes), everything=args.classes.strip() == "all")
     parts = [
-        read_part(name, path, classes, args.skip_invalid, args.allow_incomplete) for name, path in corpora.items()
+        read_part(name, path, classes, args.skip_invalid, args.allow_incomplete, tuple(args.dimension_list))
+        for name, path in corpora.items()
     ]
     if args.protocol == "leave-one-corpus-out":
         try:  # the rounds this run tests (a wrong --folds is plan_folds' to refuse)
@@ -272,6 +285,7 @@ def load_corpora(args):
         parts={part.name: part for part in parts},
         exempt_speaker_prefixes=_exempt_speakers(parts, args.protocol),
         description=_describe(parts, classes, args.protocol),
+        dimensions=args.dimension_list,
     )
 
 

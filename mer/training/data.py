@@ -84,7 +84,8 @@ def audio_durations(dataset: datasets.Dataset, audio_column: str = "audio") -> l
 
 class UtteranceDataset(Dataset):
     """A `datasets.Dataset` seen as `{"audio", "sampling_rate", "text", "label"}` items (plus `"index"` with
-    `with_index`), audio decoded on access."""
+    `with_index`, and `"dimensions"`, the ratings of `dimension_columns` with NaN for a missing one), audio decoded
+    on access."""
 
     def __init__(
         self,
@@ -93,9 +94,11 @@ class UtteranceDataset(Dataset):
         text_column: str = "text",
         label_column: str = "label",
         with_index: bool = False,
+        dimension_columns: Sequence[str] = (),
     ):
-        self.dataset = dataset.select_columns([audio_column, text_column, label_column])
+        self.dataset = dataset.select_columns([audio_column, text_column, label_column, *dimension_columns])
         self.columns = (audio_column, text_column, label_column)
+        self.dimension_columns = tuple(dimension_columns)
         self.with_index = with_index
 
     def __len__(self) -> int:
@@ -106,6 +109,8 @@ class UtteranceDataset(Dataset):
         row = self.dataset[int(index)]
         audio, rate = decode_audio(row[audio_column])
         item = {"audio": audio, "sampling_rate": rate, "text": row[text_column], "label": row[label_column]}
+        if self.dimension_columns:
+            item["dimensions"] = [math.nan if row[c] is None else float(row[c]) for c in self.dimension_columns]
         return {**item, "index": int(index)} if self.with_index else item
 
 
@@ -177,7 +182,8 @@ def evaluation_batches(
 
 @dataclass
 class MERCollator:
-    """Turns `UtteranceDataset` items into a model batch with `labels`.
+    """Turns `UtteranceDataset` items into a model batch with `labels` (and `dimension_labels` when the items have
+    dimensions).
 
     Args:
         processor: the [`MERProcessor`] (resampling, normalisation, padding, tokenisation).
@@ -215,6 +221,8 @@ class MERCollator:
                 audio[index] = torch.zeros_like(audio[index])
         batch = self.processor(audio=audio, text=text, sampling_rate=rate)
         batch["labels"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
+        if "dimensions" in items[0]:  # NaN where an utterance has no rating: the loss leaves it out
+            batch["dimension_labels"] = torch.tensor([item["dimensions"] for item in items], dtype=torch.float32)
         if "index" in items[0]:  # lets evaluation put gathered predictions back in dataset order
             batch["indices"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
         return batch

@@ -35,6 +35,7 @@ class Corpus:
     parts: dict = field(default_factory=dict)  # corpus name -> mer.training.corpora.CorpusPart
     exempt_speaker_prefixes: tuple[str, ...] = ()  # speakers of corpora whose official splits share speakers
     description: str | None = None  # how the corpora were arranged (mer.training.corpora), for the protocol line
+    dimensions: list[str] = field(default_factory=list)  # the rated dimensions trained, their columns on [0, 1]
 
     @property
     def fold_names(self) -> list[str]:

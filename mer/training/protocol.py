@@ -19,8 +19,10 @@ from pathlib import Path
 
 import datasets
 
+from dataset_scripts.dimensions import CORPUS_SCALES, UNIT_SCALE, DimensionScale, parse_scale
 from mer.training.arguments import Arguments
 from mer.training.corpora import load_corpora
+from mer.training.dimensions import attach_dimensions, count_missing, describe_selection
 from mer.training.folds import Corpus, FoldSplit, select_folds
 
 __all__ = [
@@ -79,6 +81,8 @@ def load_corpus(args: Arguments) -> Corpus:
         fold: dataset.cast_column(args.label_column, datasets.ClassLabel(names=label_names))
         for fold, dataset in folds.items()
     }
+    if args.dimension_list:
+        folds = attach_dimensions(folds, args.dimension_list, _dimension_scale(args), name)
     first = next(iter(folds.values()))
     speaker = args.speaker_column if args.speaker_column in first.column_names else None
     if speaker is None and args.validation_strategy == "speaker":
@@ -98,7 +102,15 @@ def load_corpus(args: Arguments) -> Corpus:
         name=name,
         label_merges=merges,
         emobox_name=emobox,
+        dimensions=args.dimension_list,
     )
+
+
+def _dimension_scale(args: Arguments) -> DimensionScale:
+    """The scale of the corpus's ratings: IEMOCAP's for its layout, else the one --dimension_scale states (0-1)."""
+    if args.data_dir is not None:
+        return CORPUS_SCALES["iemocap"]
+    return parse_scale(args.dimension_scale) if args.dimension_scale else UNIT_SCALE
 
 
 def _merges(label_map: dict[str, str]) -> list[str]:
@@ -228,10 +240,22 @@ def describe_protocol(args: Arguments, corpus: Corpus, plan: list[FoldSplit]) ->
     combined = "fold scores averaged (mean ± std over folds) and pooled (all test utterances scored together)"
     if len(seeds) > 1:
         combined += f"; {len(seeds)} seeds ({', '.join(map(str, seeds))}): std over folds and over seeds apart"
+    scores = "WA = accuracy, UA = mean per-class recall, micro-F1 and macro-F1"
+    if corpus.dimensions:
+        classes += f"; dimensions {', '.join(corpus.dimensions)} on [0, 1]{_missing_ratings(corpus)}"
+        scores += "; per dimension CCC (concordance correlation), Pearson's r and MAE"
     return (
-        f"{folds}; {classes}; {validation}; the test fold never chooses an epoch; {transcripts}; WA = accuracy, "
-        f"UA = mean per-class recall, micro-F1 and macro-F1; {combined}."
+        f"{folds}; {classes}; {validation}; {describe_selection(corpus.dimensions)}, the test fold never does; "
+        f"{transcripts}; {scores}; {combined}."
     )
+
+
+def _missing_ratings(corpus: Corpus) -> str:
+    """`` (arousal: 3 of 400 utterances unrated, left out of its loss and scores)``, or nothing."""
+    missing = count_missing(corpus.named_parts(), corpus.dimensions)
+    total = sum(len(dataset) for dataset in corpus.named_parts().values())
+    counted = [f"{name}: {count} of {total} utterances unrated" for name, count in missing.items() if count]
+    return f" ({'; '.join(counted)}, left out of its loss and scores)" if counted else ""
 
 
 def _held_out_speakers(speakers: list[str], fraction: float, seed: int, fold: str, corpus=None) -> set[str]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from mer.training.arguments import Arguments
 from mer.training.baseline import PROBE_CONDITIONS
+from mer.training.dimensions import DIMENSION_SCORES, pool_dimension_scores
 from modeling_mer import MERConfig
 
 __all__ = [
@@ -93,6 +94,8 @@ def summarise(
       averaged over seeds) and over seeds (of the seed scores averaged over folds);
     - `pooled`: per condition and score, the score of every test utterance taken together (summed confusion
       matrices), with its std over seeds;
+    - `dimensions`, for a run that trains them: per condition, dimension and score (CCC, r, MAE), the mean over
+      folds and the pooled score, as for the classes, and the unrated test utterances left out;
     - `asr`: speech recognition's model and word error rate per fold, when it made transcripts;
     - the protocol, the tables, the configuration and the versions.
     """
@@ -125,6 +128,8 @@ def summarise(
         "pooled": {},
     }
     summary["averaged"], summary["pooled"] = _combine(scored, fold_names, conditions, metric, label_names)
+    if getattr(corpus, "dimensions", None):
+        summary["dimensions"] = _combine_dimensions(scored, fold_names, conditions, corpus.dimensions)
     if any("corpora" in record for folds in scored.values() for record in folds.values()):
         summary["corpora"] = _per_corpus(scored, conditions, metric, label_names)
     if asr is not None:
@@ -230,19 +235,49 @@ def _combine(scored, fold_names: list[str], conditions, metric, label_names: lis
     averaged, pooled = {}, {}
     for condition in conditions:
         for key in SCORES:
-            grid = np.array([[scored[seed][fold][condition][key] for fold in fold_names] for seed in seeds])
-            averaged[f"{condition}_{key}"] = {
-                "mean": float(grid.mean()),
-                "std_over_folds": _std(grid.mean(axis=0)),
-                "std_over_seeds": _std(grid.mean(axis=1)),
-            }
+            averaged[f"{condition}_{key}"] = _over_folds_and_seeds(
+                [[scored[seed][fold][condition][key] for fold in fold_names] for seed in seeds]
+            )
         together = [
             _pooled(metric, [scored[seed][fold][condition] for fold in fold_names], label_names) for seed in seeds
         ]
         for key in SCORES:
-            values = np.array([scores[key] for scores in together])
-            pooled[f"{condition}_{key}"] = {"mean": float(values.mean()), "std_over_seeds": _std(values)}
+            pooled[f"{condition}_{key}"] = _over_seeds([scores[key] for scores in together])
     return averaged, pooled
+
+
+def _combine_dimensions(scored, fold_names: list[str], conditions, dimensions: list[str]) -> dict:
+    """`_combine` for the dimensions, under keys ``<condition>_<dimension>_<score>``: the mean over folds, and the
+    score of the pooled test utterances (from each fold's moments), with the unrated ones they left out."""
+    seeds = sorted(scored)
+    averaged, pooled, unrated = {}, {}, {}
+    for condition in conditions:
+        if "dimensions" not in scored[seeds[0]][fold_names[0]][condition]:  # the probe predicts classes only
+            continue
+        for name in dimensions:
+            folds = [[scored[seed][fold][condition]["dimensions"][name] for fold in fold_names] for seed in seeds]
+            together = [pool_dimension_scores(by_fold) for by_fold in folds]
+            for key in DIMENSION_SCORES:
+                averaged[f"{condition}_{name}_{key}"] = _over_folds_and_seeds([[f[key] for f in s] for s in folds])
+                pooled[f"{condition}_{name}_{key}"] = _over_seeds([scores[key] for scores in together])
+            unrated[f"{condition}_{name}"] = together[0]["num_missing"]
+    return {"names": list(dimensions), "averaged": averaged, "pooled": pooled, "unrated_test_utterances": unrated}
+
+
+def _over_folds_and_seeds(grid: list[list[float]]) -> dict:
+    """A score of every seed (rows) and fold (columns): its mean, the std over folds of the seeds' mean, and the std
+    over seeds of the folds' mean."""
+    grid = np.asarray(grid, dtype=np.float64)
+    return {
+        "mean": float(grid.mean()),
+        "std_over_folds": _std(grid.mean(axis=0)),
+        "std_over_seeds": _std(grid.mean(axis=1)),
+    }
+
+
+def _over_seeds(values: list[float]) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std_over_seeds": _std(values)}
 
 
 def _per_corpus(scored, conditions, metric, label_names: list[str]) -> dict[str, dict]:
@@ -329,10 +364,30 @@ def results_table(summary: dict) -> str:
         lines.append(
             _row(["", "pooled" + (" ± std over seeds" if spread else ""), *(_spread(v, spread) for v in pooled)])
         )
+    if "dimensions" in summary:
+        lines += ["", dimensions_table(summary)]
     if summary.get("against_probe"):
         lines += ["", against_probe_line(summary)]
     if "corpora" in summary:
         lines += ["", corpora_table(summary)]
+    return "\n".join(lines)
+
+
+def dimensions_table(summary: dict) -> str:
+    """Each condition and dimension: CCC averaged over folds (± std over folds) and pooled, Pearson's r and MAE
+    pooled, and the test utterances without a rating (left out)."""
+    dimensions, conditions = summary["dimensions"], summary["conditions"]
+    header = ["condition", "dimension", "CCC (mean ± std over folds)", "CCC pooled", "r pooled", "MAE pooled"]
+    lines = [_row(header + ["unrated"]), _row(["---"] * (len(header) + 1))]
+    for condition, description in conditions.items():
+        for name in dimensions["names"]:
+            key = f"{condition}_{name}"
+            if f"{key}_ccc" not in dimensions["averaged"]:
+                continue
+            pooled = dimensions["pooled"]
+            cells = [description, name, _spread(dimensions["averaged"][f"{key}_ccc"], "std_over_folds", 1)]
+            cells += [f"{pooled[f'{key}_{score}']['mean']:.3f}" for score in DIMENSION_SCORES]
+            lines.append(_row(cells + [str(dimensions["unrated_test_utterances"][key])]))
     return "\n".join(lines)
 
 
@@ -366,9 +421,12 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _spread(value: dict, std_key: str | None) -> str:
+def _spread(value: dict, std_key: str | None, scale: float = 100) -> str:
+    """``mean ± std`` in percent (`scale` 100, two decimals) or as it is (`scale` 1, three decimals: CCC)."""
     std = value.get(std_key) if std_key else None
-    return f"{100 * value['mean']:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    digits = 2 if scale == 100 else 3
+    text = f"{scale * value['mean']:.{digits}f}"
+    return text + (f" ± {scale * std:.{digits}f}" if std is not None else "")
 
 
 @dataclass(frozen=True)
@@ -442,37 +500,39 @@ def write_model_card(output_dir: Path, summary: dict, args: Arguments) -> None:
 
     name = args.hub_model_id or output_dir.name
     results = []
+
+    def result(task: str, dataset: str, dataset_name: str, metric_type: str, metric_name: str, value: float) -> None:
+        results.append(
+            EvalResult(
+                task_type="audio-classification",
+                task_name=task,
+                dataset_type=dataset,
+                dataset_name=dataset_name,
+                metric_type=metric_type,
+                metric_name=metric_name,
+                metric_value=round(value, 4),
+            )
+        )
+
     metric_types = {"wa": "accuracy", "ua": "recall", "micro_f1": "f1", "macro_f1": "f1"}
+    dataset_type = "iemocap" if args.data_dir else (args.dataset or "+".join(summary.get("corpora", {})))
+    dimensions = summary.get("dimensions", {})
     for condition, description in summary["conditions"].items():
         if not description.startswith("speech + "):
             continue
         for key, metric_type in metric_types.items():
-            results.append(
-                EvalResult(
-                    task_type="audio-classification",
-                    task_name="Multimodal emotion recognition",
-                    dataset_type="iemocap"
-                    if args.data_dir
-                    else (args.dataset or "+".join(summary.get("corpora", {}))),
-                    dataset_name=summary["dataset"],
-                    metric_type=metric_type,
-                    metric_name=f"{SCORES[key]}, {description} (mean over folds)",
-                    metric_value=round(summary["averaged"][f"{condition}_{key}"]["mean"], 4),
-                )
-            )
-    for corpus, result in summary.get("corpora", {}).items():  # each corpus of a pooled run, pooled over its folds
+            value = summary["averaged"][f"{condition}_{key}"]["mean"]
+            label = f"{SCORES[key]}, {description} (mean over folds)"
+            result("Multimodal emotion recognition", dataset_type, summary["dataset"], metric_type, label, value)
+        for dimension in dimensions.get("names", []):  # the fused model's CCC per dimension
+            value = dimensions["averaged"][f"{condition}_{dimension}_ccc"]["mean"]
+            label = f"CCC of {dimension}, {description} (mean over folds)"
+            result("Dimensional emotion recognition", dataset_type, summary["dataset"], "ccc", label, value)
+    for corpus, scores in summary.get("corpora", {}).items():  # each corpus of a pooled run, pooled over its folds
         for key, metric_type in metric_types.items():
-            results.append(
-                EvalResult(
-                    task_type="audio-classification",
-                    task_name="Multimodal emotion recognition",
-                    dataset_type=corpus,
-                    dataset_name=corpus,
-                    metric_type=metric_type,
-                    metric_name=f"{SCORES[key]}, {summary['conditions']['test']} (pooled over its folds)",
-                    metric_value=round(result["pooled"][f"test_{key}"]["mean"], 4),
-                )
-            )
+            label = f"{SCORES[key]}, {summary['conditions']['test']} (pooled over its folds)"
+            value = scores["pooled"][f"test_{key}"]["mean"]
+            result("Multimodal emotion recognition", corpus, corpus, metric_type, label, value)
     data = ModelCardData(
         library_name="transformers",
         tags=["audio-classification", "emotion-recognition", "multimodal", "wav2vec2", "bert", "mer"],
@@ -485,7 +545,7 @@ def write_model_card(output_dir: Path, summary: dict, args: Arguments) -> None:
 MER: {args.audio_model} hears the speech, {args.text_model} reads the transcript, and cross-modal attention fuses
 them, trained with two auxiliary tasks (cross-pair emotion prediction and emotion consistency).
 
-Trained and tested on {summary["dataset"]}. Classes: {", ".join(summary["classes"])}.
+Trained and tested on {summary["dataset"]}. Classes: {", ".join(summary["classes"])}.{_dimensions_line(summary)}
 
 Protocol: {summary["protocol"]}
 {_validation_speakers(summary["folds"])}
@@ -518,6 +578,18 @@ probabilities = model(**inputs).logits.softmax(-1)
     card.save(output_dir / "README.md")
 
 
+def _dimensions_line(summary: dict) -> str:
+    """What the card says of the dimensions the model predicts, or nothing."""
+    names = summary.get("dimensions", {}).get("names")
+    if not names:
+        return ""
+    return (
+        f" Dimensions: {', '.join(names)}, each on [0, 1] (0 the lowest rating of the corpus's scale, 1 the highest), "
+        "as `outputs.dimensions`; CCC: Lin's concordance correlation coefficient, r: Pearson's, MAE: mean absolute "
+        "error on [0, 1]."
+    )
+
+
 def _validation_speakers(folds: dict[str, dict]) -> str:
     """A line naming each fold's validation speakers (speaker validation; per seed with several), or nothing."""
     held = {}
@@ -548,6 +620,17 @@ def push_model_to_hub(model_dir: Path, card: Path, repo_id: str, private: bool =
     return str(url)
 
 
+def _headline_scores(scores: dict) -> dict:
+    """A condition's scores as a model's config keeps them: WA, UA, the utterances, and each dimension's scores."""
+    kept = {key: scores[key] for key in ("wa", "ua", "num_examples")}
+    if "dimensions" in scores:
+        kept["dimensions"] = {
+            name: {key: value[key] for key in (*DIMENSION_SCORES, "num_examples")}
+            for name, value in scores["dimensions"].items()
+        }
+    return kept
+
+
 def record_evaluation_in_config(
     model_dir: Path,
     outcome: dict,
@@ -568,15 +651,15 @@ def record_evaluation_in_config(
     config_path = Path(model_dir) / "config.json"
     evaluation = {"evaluated_on": evaluated_on}
     for condition, scores in outcome.items():
-        evaluation[condition] = {key: scores[key] for key in ("wa", "ua", "num_examples")}
+        evaluation[condition] = _headline_scores(scores)
         if conditions and condition in conditions:
             evaluation[condition]["condition"] = conditions[condition]
     if trained_on:
         evaluation["trained_on"] = trained_on
     if by_corpus:
         evaluation["corpora"] = {
-            corpus: {c: {key: scores[key] for key in ("wa", "ua", "num_examples")} for c, scores in outcome.items()}
-            for corpus, outcome in by_corpus.items()
+            corpus: {c: _headline_scores(scores) for c, scores in scores_by_condition.items()}
+            for corpus, scores_by_condition in by_corpus.items()
         }
     records = {"evaluation": evaluation}
     if len(training_seconds):

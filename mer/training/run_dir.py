@@ -40,18 +40,24 @@ class FoldState:
     """Where a fold's training stands after `epoch` finished epochs."""
 
     epoch: int = 0
-    best_ua: float = -1.0
+    best_ua: float = -1.0  # the validation UA of the best epoch
     best_epoch: int = 0  # 0 until an epoch has been validated
     epochs_without_gain: int = 0
     history: list[dict] = field(default_factory=list)  # one entry per finished epoch
+    # The validation score that chose the best epoch (`val_score`: UA, or UA and CCC with dimensions); None in the
+    # state of a run saved before it was recorded, which chose by UA alone.
+    best_score: float | None = None
 
     def record_epoch(self, summary: dict) -> bool:
-        """Adds a finished epoch (`summary` holds at least `val_ua`); returns whether it is the best so far."""
+        """Adds a finished epoch (`summary` holds at least `val_ua`, and `val_score` when something else than UA
+        chooses the epoch); returns whether it is the best so far."""
         self.epoch += 1
         self.history.append({"epoch": self.epoch, **summary})
-        improved = summary["val_ua"] > self.best_ua
+        value = summary.get("val_score", summary["val_ua"])
+        improved = value > (self.best_ua if self.best_score is None else self.best_score)
         if improved:
-            self.best_ua, self.best_epoch, self.epochs_without_gain = summary["val_ua"], self.epoch, 0
+            self.best_score, self.best_ua, self.best_epoch = value, summary["val_ua"], self.epoch
+            self.epochs_without_gain = 0
         else:
             self.epochs_without_gain += 1
         return improved
