@@ -270,7 +270,9 @@ class MERPipeline(Pipeline):
         batch_size: utterances per forward pass (inputs of a batch are padded to the longest).
 
     Output per input: `{"labels": [{"label", "score"}, ...], "transcript": str, "transcribed_by": str | None}`,
-    where `transcribed_by` names the speech-recognition model when the transcript was not given.
+    where `transcribed_by` names the speech-recognition model when the transcript was not given; a model that
+    predicts dimensions of emotion (`config.dimensions`) adds `"dimensions": {"arousal": float, ...}`, each on
+    [0, 1] (0 the lowest rating of its training corpus's scale, 1 the highest).
 
     Raises:
         ValueError: naming the input: an unreadable or empty file (`AudioError`), an array without its sampling
@@ -505,6 +507,11 @@ class MERPipeline(Pipeline):
         """The model's class names, in its `id2label` order."""
         return [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
 
+    @property
+    def dimensions(self) -> list[str]:
+        """The dimensions of emotion the model predicts (each on [0, 1]), in its order; empty for none."""
+        return list(getattr(self.model.config, "dimensions", None) or [])
+
     def _forward(self, batch: dict, output_attentions: bool = False) -> dict:
         inputs = batch["model_inputs"]
         outputs = self.model(**inputs, **({"output_attentions": True} if output_attentions else {}))
@@ -513,6 +520,8 @@ class MERPipeline(Pipeline):
             "transcript": batch["transcript"],
             "transcribed_by": batch["transcribed_by"],
         }
+        if getattr(outputs, "dimensions", None) is not None:
+            forwarded["dimensions"] = outputs.dimensions.float()  # (B, len(config.dimensions)), on [0, 1]
         if output_attentions:
             forwarded["looked_at"] = self._attention_maps(inputs, outputs)
         return forwarded
@@ -541,8 +550,9 @@ class MERPipeline(Pipeline):
         return maps
 
     def postprocess(self, outputs: dict, top_k: int | None = None) -> dict:
-        """One item's `{"probabilities": (1, C), "transcript", "transcribed_by"[, "looked_at"]}` (the last ones still
-        in a list of one when the batch size is 1: the pipeline's iterator only unbatches larger batches)."""
+        """One item's `{"probabilities": (1, C), "transcript", "transcribed_by"[, "dimensions": (1, D), "looked_at"]}`
+        (the transcript, model and maps still in a list of one when the batch size is 1: the pipeline's iterator only
+        unbatches larger batches)."""
         probabilities = outputs["probabilities"].reshape(-1).tolist()
         id2label = self.model.config.id2label
         ranked = sorted(range(len(probabilities)), key=lambda index: -probabilities[index])[:top_k]
@@ -551,6 +561,9 @@ class MERPipeline(Pipeline):
             "transcript": _unbatched(outputs["transcript"]),
             "transcribed_by": _unbatched(outputs["transcribed_by"]),
         }
+        if "dimensions" in outputs:
+            values = outputs["dimensions"].reshape(-1).tolist()
+            result["dimensions"] = dict(zip(self.dimensions, values, strict=True))
         if "looked_at" in outputs:
             result.update(_unbatched(outputs["looked_at"]))
         return result

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 from attention_plot import attention_image
+from dimension_plot import dimension_image
 from example_clips import make_example_clips
 from recognizer import (
     DEFAULT_ASR_MODEL,
@@ -128,8 +128,9 @@ def build_demo(
 ) -> gr.Blocks:
     """Declares the app around a loaded `recognizer`; returns the Blocks with its queue set, ready to `launch()`.
 
-    Two tabs: one utterance (emotion distribution, transcript, attention picture) and a long recording (the emotion
-    timeline of its speech segments: picture, table, CSV, summary).
+    Two tabs: one utterance (emotion distribution, transcript, attention picture; the arousal-valence plane for a
+    model that predicts dimensions) and a long recording (the emotion timeline of its speech segments: picture, table,
+    CSV, summary).
 
     Args:
         recognizer: the model and the speech recognition every request shares.
@@ -144,10 +145,12 @@ def build_demo(
     timelines_dir = workspace / "timelines"
     timelines_dir.mkdir()
 
-    def analyse(audio_path: str | None, transcript: str | None) -> tuple[dict[str, float], str, np.ndarray, str]:
-        """The UI's action: emotion distribution, transcript used, attention picture, details."""
+    def analyse(audio_path: str | None, transcript: str | None) -> tuple:
+        """The UI's action: emotion distribution, transcript used, attention picture, details, and for a model that
+        predicts dimensions of emotion, their picture (the arousal-valence plane)."""
         analysis = _run(recognizer, audio_path, transcript)
-        return analysis.probabilities, analysis.transcript, attention_image(analysis), _details(analysis)
+        shown = (analysis.probabilities, analysis.transcript, attention_image(analysis), _details(analysis))
+        return (*shown, dimension_image(analysis.dimensions)) if recognizer.dimensions else shown
 
     def predict(audio_path: str | None, transcript: str | None) -> dict[str, float]:
         """The API's action: the emotion distribution alone."""
@@ -209,6 +212,15 @@ def _utterance_tab(
             emotions = gr.Label(num_top_classes=len(recognizer.labels), label="Emotion", elem_id="emotion-output")
             used = gr.Textbox(label="Transcript used", interactive=False, elem_id="transcript-output")
             details = gr.Markdown(label="details", elem_id="details-output")
+            plane = None
+            if recognizer.dimensions:
+                plane = gr.Image(
+                    label="Dimensions of emotion (0-1)",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    elem_id="dimensions-output",
+                )
     gr.Markdown("### What the fusion looked at")
     attention = gr.Image(
         label="Cross-modal attention of the last fusion layer",
@@ -218,10 +230,11 @@ def _utterance_tab(
         interactive=False,
         elem_id="attention-output",
     )
-    clear.add([audio, transcript, emotions, used, details, attention])
+    outputs = [emotions, used, attention, details, *([plane] if plane is not None else [])]
+    clear.add([audio, transcript, *outputs])
 
     inputs = [audio, transcript]
-    submit.click(analyse, inputs, [emotions, used, attention, details], api_name="analyse", **listener)
+    submit.click(analyse, inputs, outputs, api_name="analyse", **listener)
     # The API endpoint has no button of its own: a hidden one carries it, sharing the model's queue.
     gr.Button(visible=False).click(predict, inputs, [emotions], api_name="predict", **listener)
 
@@ -351,6 +364,10 @@ def _provenance(evaluation: dict) -> str:
 def _details(analysis: Analysis) -> str:
     source = f"transcribed by `{analysis.transcribed_by}`" if analysis.transcribed_by else "typed"
     lines = [f"Audio analysed: {analysis.seconds:.1f} s · transcript {source} · {len(analysis.tokens)} tokens"]
+    if analysis.dimensions:
+        lines.append(
+            " · ".join(f"{name.capitalize()} {value:.2f}" for name, value in analysis.dimensions.items()) + " (0-1)"
+        )
     lines += [f"**Note:** {notice}" for notice in analysis.notices]
     return "\n\n".join(lines)
 

@@ -31,6 +31,7 @@ APP_FILES = (
     "app.py",
     "recognizer.py",
     "attention_plot.py",
+    "dimension_plot.py",
     "example_clips.py",
     "requirements.txt",
     "packages.txt",

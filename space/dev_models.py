@@ -27,14 +27,17 @@ __all__ = ["TINY_WORDS", "save_tiny_asr", "save_tiny_mer"]
 TINY_WORDS = tuple(sorted({word for clip in EXAMPLES for word in re.findall(r"\w+|[^\w\s]", clip.text.lower())}))
 
 
-def save_tiny_mer(out_dir: str | Path, words: tuple[str, ...] = TINY_WORDS, seed: int = 0) -> Path:
-    """Saves a tiny MER model (bidirectional fusion, 2 layers of width 16, `spread_logits`) and its processor into
-    `out_dir`; returns `out_dir`, loadable with `AutoModel` / `AutoProcessor` and `trust_remote_code=True`."""
+def save_tiny_mer(
+    out_dir: str | Path, words: tuple[str, ...] = TINY_WORDS, seed: int = 0, dimensions: list[str] | None = None
+) -> Path:
+    """Saves a tiny MER model (bidirectional fusion, 2 layers of width 16, `spread_logits`; predicting `dimensions`
+    of emotion too, when given) and its processor into `out_dir`; returns `out_dir`, loadable with `AutoModel` /
+    `AutoProcessor` and `trust_remote_code=True`."""
     out_dir = Path(out_dir)
     audio_dir, text_dir = build_tiny_encoders(out_dir / "encoders", words, seed=seed)
     torch.manual_seed(seed)
     model = MERModel.from_audio_text_pretrained(
-        str(audio_dir), str(text_dir), fusion_hidden_size=16, fusion_num_heads=2
+        str(audio_dir), str(text_dir), fusion_hidden_size=16, fusion_num_heads=2, dimensions=dimensions
     )
     spread_logits(model)  # answers that depend on the input, so that comparisons of answers can fail
     processor = MERProcessor.from_audio_text_pretrained(str(audio_dir), str(text_dir))

@@ -75,6 +75,8 @@ class Analysis:
             `"words → audio"` (each row, one word's attention over time, sums to 1) and/or `"audio → words"`
             (each column, one moment's attention over the words, sums to 1), as the model's fusion direction has.
         notices: things the user should know about this result (the clip was cropped, no words were heard).
+        dimensions: dimension name -> value on [0, 1] (arousal, valence, dominance), for a model that predicts them;
+            empty otherwise.
     """
 
     probabilities: dict[str, float]
@@ -86,6 +88,7 @@ class Analysis:
     frame_seconds: float
     attentions: dict[str, np.ndarray]
     notices: list[str] = field(default_factory=list)
+    dimensions: dict[str, float] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -157,6 +160,11 @@ class EmotionRecognizer:
         return self.pipeline.labels
 
     @property
+    def dimensions(self) -> list[str]:
+        """The dimensions of emotion the model predicts beside its classes (each on [0, 1]); empty for none."""
+        return self.pipeline.dimensions
+
+    @property
     def sampling_rate(self) -> int:
         return self.pipeline.sampling_rate
 
@@ -205,6 +213,7 @@ class EmotionRecognizer:
             frame_seconds=result["frame_seconds"],
             attentions=result["attentions"],
             notices=notices,
+            dimensions=result.get("dimensions") or {},
         )
 
     def _order(self, item: dict) -> int:

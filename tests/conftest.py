@@ -53,9 +53,16 @@ def saved_mer(tiny_encoders, tmp_path_factory) -> Path:
     return save_tiny_mer(tiny_encoders, tmp_path_factory.mktemp("saved-mer"))
 
 
-def save_tiny_mer(tiny_encoders: tuple[str, str], directory: Path, seed: int = 0) -> Path:
+@pytest.fixture(scope="session")
+def saved_mer_with_dimensions(tiny_encoders, tmp_path_factory) -> Path:
+    """`saved_mer`'s kind of model that also predicts valence and arousal (in that order)."""
+    directory = tmp_path_factory.mktemp("saved-mer-dimensions")
+    return save_tiny_mer(tiny_encoders, directory, dimensions=["valence", "arousal"])
+
+
+def save_tiny_mer(tiny_encoders: tuple[str, str], directory: Path, seed: int = 0, **config) -> Path:
     torch.manual_seed(seed)
-    model = MERModel.from_audio_text_pretrained(*tiny_encoders, fusion_hidden_size=16, fusion_num_heads=2)
+    model = MERModel.from_audio_text_pretrained(*tiny_encoders, fusion_hidden_size=16, fusion_num_heads=2, **config)
     spread_logits(model)
     return save_with_pipeline(model, MERProcessor.from_audio_text_pretrained(*tiny_encoders), directory)
 

@@ -29,6 +29,7 @@ import recognizer as space_recognizer  # noqa: E402
 from attention_plot import attention_image  # noqa: E402
 from check_lock import locked_versions  # noqa: E402
 from dev_models import save_tiny_asr, save_tiny_mer  # noqa: E402
+from dimension_plot import dimension_image  # noqa: E402
 from example_clips import EXAMPLES, make_example_clips  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -60,6 +61,7 @@ __all__ = [
     "attention_image",
     "build_long_recording",
     "convert_audio",
+    "dimension_image",
     "free_port",
     "handle_file",
     "happy_speech",

@@ -298,3 +298,22 @@ def test_silence_is_refused_with_the_words_of_every_entry_point(classifier):
 
     with pytest.raises(ValueError, match=r"is silent \(level -inf dBFS, below -60 dBFS\): there is no speech in it"):
         classifier(np.zeros(32000, dtype=np.float32), sampling_rate=16000, text="hello")
+
+
+def test_a_model_with_dimensions_returns_them_beside_the_labels(saved_mer_with_dimensions, utterances):
+    saved = saved_mer_with_dimensions
+    pipe = pipeline(PIPELINE_TASK, model=str(saved), trust_remote_code=True, device="cpu")
+    model, processor = MERModel.from_pretrained(saved).eval(), MERProcessor.from_pretrained(saved)
+    outputs = pipe([u["audio"] for u in utterances[:3]], text=[u["text"] for u in utterances[:3]], batch_size=2)
+    for utterance, output in zip(utterances[:3], outputs, strict=True):
+        waveform, _ = decode_audio(utterance["audio"], 16000)
+        with torch.no_grad():
+            expected = model(**processor(audio=waveform, text=utterance["text"], sampling_rate=16000)).dimensions[0]
+        assert list(output["dimensions"]) == ["valence", "arousal"]  # the config's order
+        assert list(output["dimensions"].values()) == pytest.approx(expected.tolist(), abs=1e-5)
+        assert all(0.0 <= value <= 1.0 for value in output["dimensions"].values())
+        assert [item["label"] for item in output["labels"]] and output["transcript"] == utterance["text"]
+
+
+def test_a_model_without_dimensions_answers_without_them(classifier, utterances):
+    assert "dimensions" not in classifier(utterances[0]["audio"], text=utterances[0]["text"])

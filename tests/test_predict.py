@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import save_tiny_mer, spread_between
+from transformers import pipeline
 
 from dataset_scripts.iemocap.iemocap import scan_corpus
 from dataset_scripts.long_recording import build_long_recording
 from mer.serving import inference
 from mer.serving.cli import main
+from modeling_mer.pipeline_mer import PIPELINE_TASK
 
 MER = Path(sys.executable).with_name("mer")  # the console script pyproject.toml declares
 
@@ -409,3 +411,28 @@ def test_a_damaged_file_is_an_error_naming_it_and_a_cropped_one_is_said_on_the_c
     err = capsys.readouterr().err
     assert "1 files were longer than the model reads: only their first 60 s were classified" in err
     assert str(folder / "long.wav") in err
+
+
+def test_a_model_with_dimensions_writes_a_column_per_dimension_on_every_runtime(
+    saved_mer_with_dimensions, recordings, tmp_path, capsys
+):
+    saved = saved_mer_with_dimensions
+    folder, transcripts = recordings
+    table = _transcripts_csv(tmp_path / "transcripts.csv", folder, transcripts, keep=lambda name: True)
+    common = [str(folder), "--model", str(saved), "--transcripts", str(table), "--batch_size", "2", "--quiet"]
+    assert main(["predict", *common, "--output", str(tmp_path / "eager.csv"), "--runtime", "eager"]) == 1
+    assert main(["predict", *common, "--output", str(tmp_path / "int8.jsonl"), "--runtime", "int8"]) == 1
+    capsys.readouterr()
+
+    pipe = pipeline(PIPELINE_TASK, model=str(saved), trust_remote_code=True, device="cpu")
+    eager = {Path(row["path"]).name: row for row in _rows(tmp_path / "eager.csv")}
+    int8 = {Path(row["path"]).name: row for row in _rows(tmp_path / "int8.jsonl")}
+    assert list(eager["clip0.wav"])[:9] == [*("path", "label", "score"), *(f"score_{x}" for x in LABELS), "valence",
+                                            "arousal"]  # fmt: skip
+    for name, text in transcripts.items():
+        expected = pipe(str(next(folder.rglob(name))), text=text)["dimensions"]
+        written = {dimension: float(eager[name][dimension]) for dimension in ("valence", "arousal")}
+        assert written == pytest.approx(expected, abs=1e-5)
+        assert set(int8[name]["dimensions"]) == {"valence", "arousal"}
+        assert all(0.0 <= value <= 1.0 for value in int8[name]["dimensions"].values())
+    assert eager["broken.wav"]["arousal"] == "" and int8["broken.wav"]["dimensions"] is None

@@ -20,7 +20,9 @@ from space_fixtures import (
     asr_mer,
     attention_image,
     convert_audio,
+    dimension_image,
     happy_speech,
+    save_tiny_mer,
     space_app,
     write_audio,
     write_bytes,
@@ -296,3 +298,29 @@ def test_on_a_cpu_the_model_runs_int8_with_the_answers_of_eager(recognizer, mode
         assert max(got, key=got.get) == max(expected, key=expected.get)
     with pytest.raises(ValueError, match="not 'onnx'"):
         EmotionRecognizer(models[0], asr_model=models[1], runtime="onnx")
+
+
+def test_a_model_with_dimensions_shows_the_utterance_in_the_arousal_valence_plane(models, clips, tmp_path):
+    saved = save_tiny_mer(tmp_path / "mer", dimensions=["arousal", "valence"])
+    with_dimensions = EmotionRecognizer(str(saved), asr_model=models[1], max_seconds=MAX_SECONDS)
+    assert with_dimensions.dimensions == ["arousal", "valence"]
+    analysis = with_dimensions.analyse(str(clips["happy"]), "what a wonderful party!")
+    expected = with_dimensions.pipeline(str(clips["happy"]), text="what a wonderful party!")["dimensions"]
+    assert analysis.dimensions == pytest.approx(expected, abs=1e-5) and set(expected) == {"arousal", "valence"}
+
+    demo = space_app.build_demo(with_dimensions, examples_dir=tmp_path / "examples")
+    analyse = next(fn.fn for fn in demo.fns.values() if fn.api_name == "analyse")
+    *_, details, plane = analyse(str(clips["happy"]), "what a wonderful party!")
+    assert f"Arousal {analysis.dimensions['arousal']:.2f} · Valence {analysis.dimensions['valence']:.2f}" in details
+    assert plane.ndim == 3 and plane.shape[2] == 3 and plane.std() > 0  # a picture, not a blank
+    # One dimension alone, or one the plane does not show, gets a bar.
+    assert dimension_image({"dominance": 0.3}).shape[2] == 3
+    both = dimension_image({"arousal": 0.9, "valence": 0.2, "dominance": 0.5})
+    assert both.shape[0] > dimension_image({"arousal": 0.9, "valence": 0.2}).shape[0]
+
+
+def test_a_model_without_dimensions_keeps_the_four_outputs(recognizer, clips, tmp_path):
+    assert recognizer.dimensions == []
+    demo = space_app.build_demo(recognizer, examples_dir=tmp_path / "examples")
+    analyse = next(fn.fn for fn in demo.fns.values() if fn.api_name == "analyse")
+    assert len(analyse(str(clips["happy"]), "what a wonderful party!")) == 4

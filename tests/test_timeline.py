@@ -271,3 +271,31 @@ def test_a_limit_on_the_duration_holds_for_the_samples_decoded_not_for_the_heade
     with pytest.raises(RecordingTooLong, match=f"{long.resolve()} holds more than 60 s of audio"):
         write_timeline(pipe, long, tmp_path / "timeline", progress=False, max_duration_seconds=60)
     assert write_timeline(pipe, long, tmp_path / "t2", progress=False, max_duration_seconds=90).complete
+
+
+def test_a_model_with_dimensions_draws_and_writes_them_over_time(
+    saved_mer_with_dimensions, real_asr, recording, tmp_path, capsys
+):
+    path, _ = recording
+    out = tmp_path / "timeline"
+    status = main(["timeline", str(path), "--model", str(saved_mer_with_dimensions), "--out", str(out),
+                   "--asr_model", real_asr, "--runtime", "eager", "--quiet"])  # fmt: skip
+    assert status == 0
+    table = json.loads((out / "timeline.json").read_text())
+    assert table["dimensions"] == ["valence", "arousal"]
+    with (out / "timeline.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[-2:] == ["valence", "arousal"] and len(rows) == len(table["segments"])
+    for row, segment in zip(rows, table["segments"], strict=True):
+        for name in ("valence", "arousal"):
+            assert 0.0 <= segment["dimensions"][name] <= 1.0
+            assert float(row[name]) == pytest.approx(segment["dimensions"][name], abs=1e-4)
+    speech = sum(s["end"] - s["start"] for s in table["segments"])
+    mean = sum(s["dimensions"]["arousal"] * (s["end"] - s["start"]) for s in table["segments"]) / speech
+    assert f"arousal {mean:.2f} (on [0, 1])" in capsys.readouterr().out
+    figure = timeline_module.timeline_figure(timeline_module.Timeline.from_json(table))
+    try:  # probabilities, the dimensions under them, the words
+        assert len(figure.axes) == 3
+        assert [text.get_text() for text in figure.axes[1].get_legend().get_texts()] == ["valence", "arousal"]
+    finally:
+        timeline_module._close(figure)

@@ -169,7 +169,9 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError(f"No files found in {', '.join(args.paths)}.")
     pipe = _load(args)
     labels = pipe.labels
-    log = PredictionLog(args.output, labels, args.model, pipe.fingerprint, pipe.runtime, overwrite=args.overwrite)
+    log = PredictionLog(
+        args.output, labels, args.model, pipe.fingerprint, pipe.runtime, args.overwrite, dimensions=pipe.dimensions
+    )
     start = time.perf_counter()
     summary = predict_files(pipe, files, log, transcripts, args.batch_size, progress=not args.quiet)
     seconds = time.perf_counter() - start

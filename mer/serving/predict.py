@@ -151,8 +151,9 @@ class PredictionSummary:
 class PredictionLog:
     """The output of `mer predict`: one record per file, appended and flushed batch by batch.
 
-    `.csv` files get one column per class score (`score_<label>`); `.jsonl` files one JSON object per line with
-    `scores` as a mapping. Every record names the model and its fingerprint; an existing file written by another
+    `.csv` files get one column per class score (`score_<label>`) and, for a model that predicts `dimensions`, one
+    per dimension (`arousal`, ... on [0, 1]); `.jsonl` files one JSON object per line with `scores` (and
+    `dimensions`) as a mapping. Every record names the model and its fingerprint; an existing file written by another
     model (or for other classes) is refused unless `overwrite` is set. A last line cut short by a killed run is
     dropped when the file is opened again.
 
@@ -168,14 +169,16 @@ class PredictionLog:
         fingerprint: str,
         runtime: str = "eager",
         overwrite: bool = False,
+        dimensions: Sequence[str] = (),
     ):
         self.path = Path(path)
         self.format = self.path.suffix.lower().lstrip(".")
         if self.format not in ("csv", "jsonl"):
             raise ValueError(f"--output must end in .csv or .jsonl, got {self.path.name}.")
         self.labels, self.model, self.fingerprint, self.runtime = list(labels), model, fingerprint, runtime
+        self.dimensions = list(dimensions)
         self.columns = [
-            "path", "label", "score", *(f"score_{label}" for label in self.labels), "transcript",
+            "path", "label", "score", *(f"score_{label}" for label in self.labels), *self.dimensions, "transcript",
             "transcript_source", "asr_model", "seconds", "cropped", "model", "model_fingerprint", "runtime", "error",
         ]  # fmt: skip
         self.done: set[str] = set()
@@ -293,6 +296,7 @@ class PredictionLog:
             "label": top,
             "score": scores.get(top),
             "scores": {label: scores[label] for label in self.labels} if scores else None,
+            **({"dimensions": result.get("dimensions") if result else None} if self.dimensions else {}),
             "transcript": result["transcript"] if result else None,
             "transcript_source": None if not result else ("asr" if transcribed_by else "given"),
             "asr_model": transcribed_by,
@@ -307,9 +311,11 @@ class PredictionLog:
     def _flat(self, record: dict) -> dict:
         """A record as a CSV row: a column per class score, text safe to open in a spreadsheet
         (`mer.serving.tables`)."""
-        flat = {key: value for key, value in record.items() if key != "scores"}
+        flat = {key: value for key, value in record.items() if key not in ("scores", "dimensions")}
         for label in self.labels:
             flat[f"score_{label}"] = (record["scores"] or {}).get(label)
+        for name in self.dimensions:
+            flat[name] = (record["dimensions"] or {}).get(name)
         return {key: ("" if value is None else spreadsheet_safe(value)) for key, value in flat.items()}
 
 

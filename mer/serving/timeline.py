@@ -62,8 +62,8 @@ class RecordingTooLong(ValueError):
 
 @dataclass(frozen=True)
 class TimelineSegment:
-    """One classified speech segment: where it lies (seconds from the recording's start), what was said, and the
-    model's probabilities for each class."""
+    """One classified speech segment: where it lies (seconds from the recording's start), what was said, the
+    model's probabilities for each class and, for a model that predicts them, its dimensions (each on [0, 1])."""
 
     start: float
     end: float
@@ -72,6 +72,7 @@ class TimelineSegment:
     label: str
     score: float
     scores: dict[str, float]
+    dimensions: dict[str, float] | None = None
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Timeline:
     complete: bool = False
     non_finite_samples: int = 0  # NaN or infinite samples, read as silence
     segments: list[TimelineSegment] = field(default_factory=list)
+    dimensions: list[str] = field(default_factory=list)  # what the model predicts beside the classes
 
     @property
     def real_time_factor(self) -> float:
@@ -115,8 +117,18 @@ class Timeline:
         return (
             f"{len(self.segments)} speech segments ({speech:.1f} s of speech in {self.duration_seconds:.1f} s) "
             f"classified in {self.processing_seconds:.1f} s (real-time factor {self.real_time_factor:.3f}): "
-            f"{shares}.{damaged}"
+            f"{shares}.{self._dimensions_summary(speech)}{damaged}"
         )
+
+    def _dimensions_summary(self, speech: float) -> str:
+        """`` Speech-weighted mean arousal 0.62, valence 0.41 (on [0, 1]).``, or nothing."""
+        if not self.dimensions or speech <= 0:
+            return ""
+        spans = [(s.dimensions, s.end - s.start) for s in self.segments]
+        listed = ", ".join(
+            f"{name} {sum(values[name] * span for values, span in spans) / speech:.2f}" for name in self.dimensions
+        )
+        return f" Speech-weighted mean {listed} (on [0, 1])."
 
     def to_json(self) -> dict:
         record = asdict(self)
@@ -177,6 +189,7 @@ def _classify(pipe: MERPipeline, batch: list[SpeechSegment], labels: list[str]) 
             label=top,
             score=scores[top],
             scores={label: scores[label] for label in labels},
+            dimensions=result.get("dimensions"),
         )
 
 
@@ -215,6 +228,7 @@ def write_timeline(
         min_seconds=min_seconds,
         max_seconds=max_seconds,
         recording_bytes=recording.stat().st_size,
+        dimensions=pipe.dimensions,
     )
     done = _resume(timeline, out_dir, overwrite)
     if timeline.complete:
@@ -317,11 +331,12 @@ class _Writer:
     done."""
 
     def __init__(self, out_dir: Path, labels: list[str], timeline: Timeline):
-        self.labels = labels
+        self.labels, self.dimensions = labels, timeline.dimensions
         self.partial = (out_dir / "timeline.partial.jsonl").open("w", encoding="utf-8")
         self.table = (out_dir / "timeline.csv").open("w", newline="", encoding="utf-8")
         self.rows = csv.writer(self.table, lineterminator="\n")
-        self.rows.writerow(["start", "end", "transcript", "transcript_source", "label", "score", *labels])
+        header = ["start", "end", "transcript", "transcript_source", "label", "score", *labels, *self.dimensions]
+        self.rows.writerow(header)
         for segment in timeline.segments:  # what a killed run had done
             self.write(segment, timeline.processing_seconds)
 
@@ -330,7 +345,8 @@ class _Writer:
         self.partial.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.rows.writerow(
             [segment.start, segment.end, spreadsheet_safe(segment.transcript), segment.transcript_source,
-             segment.label, f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in self.labels)]
+             segment.label, f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in self.labels),
+             *(f"{segment.dimensions[name]:.4f}" for name in self.dimensions)]
         )  # fmt: skip
         for handle in (self.partial, self.table):
             handle.flush()
@@ -370,8 +386,9 @@ def _counted(chunks: Iterable, timeline: Timeline, bar: tqdm, limit: float | Non
 
 
 def timeline_figure(timeline: Timeline):
-    """The probabilities of each class over time (stacked, one bar per speech segment; gaps are silence), with each
-    segment's words under it (left to the table when there are too many segments to read them)."""
+    """The probabilities of each class over time (stacked, one bar per speech segment; gaps are silence), the
+    dimensions under them for a model that predicts them (each segment's value as a level over its span), and each
+    segment's words at the bottom (left to the table when there are too many segments to read them)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -380,9 +397,11 @@ def timeline_figure(timeline: Timeline):
     duration = max(timeline.duration_seconds, max((s.end for s in timeline.segments), default=0.0), 1.0)
     width = min(max(8.0, duration / 8), 30.0)
     show_words = 0 < len(timeline.segments) <= _MAX_SEGMENTS_WITH_WORDS
+    show_dimensions = bool(timeline.dimensions and timeline.segments)
+    ratios = [3, *([2] if show_dimensions else []), *([3] if show_words else [])]
     figure, axes = plt.subplots(
-        2 if show_words else 1, 1, figsize=(width, 6.5 if show_words else 3.5), sharex=True, squeeze=False,
-        gridspec_kw={"height_ratios": [3, 3] if show_words else [1]},
+        len(ratios), 1, figsize=(width, 3.5 + 2.2 * show_dimensions + 3 * show_words), sharex=True, squeeze=False,
+        gridspec_kw={"height_ratios": ratios},
     )  # fmt: skip
     scores_axis = axes[0][0]
     colours = plt.get_cmap("tab10")
@@ -401,8 +420,10 @@ def timeline_figure(timeline: Timeline):
     scores_axis.set_ylabel("probability")
     title = f"{Path(timeline.recording).name}: {len(timeline.segments)} speech segments"
     scores_axis.set_title(title if timeline.segments else f"{Path(timeline.recording).name}: no speech found")
+    if show_dimensions:
+        _plot_dimensions(axes[1][0], timeline, plt.get_cmap("Dark2"))
     if show_words:
-        words_axis = axes[1][0]
+        words_axis = axes[-1][0]
         words_axis.set_ylim(0, 1)
         words_axis.set_yticks([])
         for spine in ("top", "right", "left"):
@@ -415,6 +436,21 @@ def timeline_figure(timeline: Timeline):
     axes[-1][0].set_xlabel("time (s)")
     figure.tight_layout()
     return figure
+
+
+def _plot_dimensions(axis, timeline: Timeline, colours) -> None:
+    """Each dimension as a level over each segment's span (gaps are silence: no value), on [0, 1]."""
+    for index, name in enumerate(timeline.dimensions):
+        colour = colours(index % 8)
+        values = [segment.dimensions[name] for segment in timeline.segments]
+        starts, ends = [s.start for s in timeline.segments], [s.end for s in timeline.segments]
+        axis.hlines(values, starts, ends, colors=colour, linewidth=2.5, label=name)
+        centres = [(start + end) / 2 for start, end in zip(starts, ends, strict=True)]
+        axis.plot(centres, values, color=colour, linewidth=0.6, alpha=0.5)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("dimension (0-1)")
+    axis.axhline(0.5, color="0.8", linewidth=0.5, zorder=0)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
 
 
 def _close(figure) -> None:
