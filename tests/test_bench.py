@@ -20,6 +20,7 @@ from bench import (  # noqa: E402
     data_path,
     defaults,
     deploy,
+    dimensions,
     emodb,
     inference,
     mfu,
@@ -51,6 +52,14 @@ def test_inference_times_every_part_for_each_k(tmp_path):
         assert {"utterances_per_second", "real_time_factor", "ratio_to_encoders", "meets_fusion_target"} <= set(entry)
     assert results["modes"]["batch 1"]["audio_padding_share"] == 0.0
     assert isinstance(results["fusion_target_met"], bool)
+
+
+def test_dimensions_times_the_model_with_and_without_the_head_on_the_same_batches(tmp_path):
+    results = run_quick(dimensions, tmp_path / "dimensions.json")["results"]
+    for kind in ("inference", "training"):
+        assert results["seconds"][f"classes/{kind}"] > 0 and results["seconds"][f"classes + dimensions/{kind}"] > 0
+        assert results[f"{kind}_ratio"] > 0
+    assert 0 < results["head_parameters"] < results["model_parameters"]
 
 
 def test_deploy_compares_onnxruntime_with_eager(tmp_path):
