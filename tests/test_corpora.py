@@ -246,6 +246,17 @@ def test_iemocap_by_name_keeps_its_sessions_and_the_four_class_protocol(syntheti
     assert set(corpus.parts["iemocap"].dropped) <= {"fru", "sur", "fea", "oth", "dis", "xxx"}
 
 
+def test_dimensions_come_with_iemocap_by_name_and_are_refused_for_a_corpus_without_ratings(synthetic_corpus, releases):
+    corpus = load_corpus(Arguments(corpus=[f"iemocap={synthetic_corpus.path}"], dimensions="arousal"))
+    rated = {f"iemocap/{u.id}": u.arousal for u in synthetic_corpus.utterances}
+    session = corpus.folds["session2"]
+    for utterance, value in zip(session["id"], session["arousal"], strict=True):
+        assert value == pytest.approx(min(1.0, max(0.0, (rated[utterance] - 1) / 4)))
+    pooled = [f"iemocap={synthetic_corpus.path}", f"ravdess={releases['ravdess']}"]
+    with pytest.raises(ValueError, match=r"arousal: RAVDESS has no dimensional .* are IEMOCAP, MSP-Podcast\.$"):
+        load_corpus(Arguments(corpus=pooled, dimensions="arousal"))
+
+
 def test_exported_folds_keep_the_release_numbers_when_a_copy_lacks_some(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     root = write_ravdess(tmp_path / "RAVDESS", emotions=("01", "05"))

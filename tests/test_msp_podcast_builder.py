@@ -17,6 +17,7 @@ from dataset_scripts.labels import CORPUS_LABELS
 from dataset_scripts.msp_podcast import load_msp_podcast, scan_msp_podcast
 from dataset_scripts.msp_podcast.msp_podcast import RELEASE
 from dataset_scripts.release import corpus_command
+from mer.training.corpora import read_part
 
 HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
 # FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set: values as the release prints them
@@ -287,3 +288,17 @@ def test_a_release_documented_per_split_is_checked_against_its_documentation(rel
         "differs from the MSP lab's MSP-Podcast page for version 1.11: Train 2 in the label file, documented 84,030; "
         "Development 1 in the label file, documented 19,815" in str(check)
     )
+
+
+def test_its_ratings_reach_training_on_0_1(release, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    classes = ["neutral", "happy", "angry", "sad"]
+    part = read_part(
+        "msp_podcast", str(release), classes, False, allow_incomplete=True, dimensions=("valence", "arousal")
+    )
+    rated = {_stem(row[0]): (float(row[3]), float(row[2])) for row in ROWS}
+    rows = [row for split in part.splits.values() for row in split.remove_columns("audio")]
+    assert rows and all(set(row) >= {"valence", "arousal"} for row in rows)
+    for row in rows:
+        valence, arousal = rated[row["id"].removeprefix("msp_podcast/")]
+        assert (row["valence"], row["arousal"]) == pytest.approx(((valence - 1) / 6, (arousal - 1) / 6))

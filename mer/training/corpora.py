@@ -256,6 +256,13 @@ def load_corpora(args):
     """The corpora of ``--corpus`` read, mapped to ``--classes`` and arranged in rounds by ``--protocol``, as one
     `mer.training.folds.Corpus` whose `parts` are the corpora themselves (for per-corpus scores and fold export)."""
     corpora = parse_corpus_arguments(args.corpus)
+    unrated = [CORPORA[name].title for name in corpora if args.dimension_list and name not in CORPUS_SCALES]
+    if unrated:  # before anything is read
+        rated = ", ".join(CORPORA[name].title for name in CORPUS_SCALES)
+        raise ValueError(
+            f"--dimensions {','.join(args.dimension_list)}: {' and '.join(unrated)} has no dimensional ratings "
+            f"(classes only); the corpora with ratings are {rated}."
+        )
     for name, path in corpora.items():  # every folder recognised from its listing before any corpus is built
         CORPORA[name].recognise(path)
     classes = classes_of(corpora, parse_classes(args.classes), everything=args.classes.strip() == "all")
