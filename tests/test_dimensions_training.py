@@ -66,7 +66,7 @@ def test_a_dataset_with_missing_ratings_keeps_them_missing_and_counts_them(synth
     assert min(rated) == 0.0 and max(rated) == 1.0
     missing = count_missing(corpus.named_parts(), ["arousal"])["arousal"]
     protocol = describe_protocol(args, corpus, plan_folds(corpus, args))
-    assert f"arousal: {missing} of {len(values)} utterances unrated, left out of its loss and scores" in protocol
+    assert f"arousal: {missing} of {len(values)} utterances unrated, left out of the loss and scores" in protocol
 
     fold = next(iter(corpus.folds.values()))
     items = UtteranceDataset(fold, dimension_columns=["arousal"])

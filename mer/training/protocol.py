@@ -251,11 +251,11 @@ def describe_protocol(args: Arguments, corpus: Corpus, plan: list[FoldSplit]) ->
 
 
 def _missing_ratings(corpus: Corpus) -> str:
-    """`` (arousal: 3 of 400 utterances unrated, left out of its loss and scores)``, or nothing."""
+    """`` (arousal: 3 of 400 utterances unrated, left out of the loss and scores)``, or nothing."""
     missing = count_missing(corpus.named_parts(), corpus.dimensions)
     total = sum(len(dataset) for dataset in corpus.named_parts().values())
     counted = [f"{name}: {count} of {total} utterances unrated" for name, count in missing.items() if count]
-    return f" ({'; '.join(counted)}, left out of its loss and scores)" if counted else ""
+    return f" ({'; '.join(counted)}, left out of the loss and scores)" if counted else ""
 
 
 def _held_out_speakers(speakers: list[str], fraction: float, seed: int, fold: str, corpus=None) -> set[str]:
