@@ -11,8 +11,10 @@ import evaluate
 import numpy as np
 import pytest
 import torch
+from dimension_reference import reference_ccc
 
 from mer.training.arguments import Arguments
+from mer.training.dimensions import score_dimensions
 from mer.training.reporting import PUBLISHED_RESULTS, evaluation_conditions, summarise, write_model_card
 
 METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_recognition"
@@ -119,3 +121,39 @@ def test_the_model_card_sets_the_run_beside_published_results_with_their_protoco
     assert ("not comparable with the published ones" in card) == (not standard)
     assert "Speech recognition: tiny.en (auto), word error rate 25.0% against the gold transcripts" in card
     assert "UA, speech + ASR transcripts (mean over folds)" in card  # model-index entries for both conditions
+
+
+def test_dimensions_are_averaged_over_folds_pooled_from_every_utterance_and_given_per_corpus(metric):
+    rng = np.random.default_rng(3)
+    conditions = evaluation_conditions("gold", ablations=False)
+    values = {}  # (seed, fold) -> (predictions, ratings) of arousal
+    results = {}
+    for seed in (1, 2):
+        results[seed] = {}
+        for fold, size in (("session1", 12), ("session2", 7)):
+            rated = rng.uniform(0, 1, size)
+            predicted = np.clip(rated + rng.normal(0, 0.25, size), 0, 1)
+            values[seed, fold] = (predicted, rated)
+            rows = [{"dimensions": [p], "dimension_labels": [r]} for p, r in zip(predicted, rated, strict=True)]
+            fold_record = record(metric, [[3, 1], [0, 4]], conditions)
+            fold_record["test"] = {**fold_record["test"], "dimensions": score_dimensions(rows, ["arousal"])}
+            fold_record["corpora"] = {"iemocap": {"test": fold_record["test"]}}
+            results[seed][fold] = fold_record
+    corpus = SimpleNamespace(name="X", label_names=LABELS, emobox_name=None, parts={}, dimensions=["arousal"])
+    args = Arguments(data_dir="unused", seeds=[1, 2], ablations=False)
+    summary = summarise(results, args, corpus, "the protocol", ACCELERATOR, metric)
+
+    dimensions = summary["dimensions"]
+    averaged = dimensions["averaged"]["test_arousal_ccc"]
+    assert averaged["mean"] == pytest.approx(np.mean([reference_ccc(*values[key]) for key in values]))
+    pooled = []
+    for seed in (1, 2):
+        predicted, rated = (
+            np.concatenate([values[seed, fold][i] for fold in ("session1", "session2")]) for i in (0, 1)
+        )
+        pooled.append(reference_ccc(predicted, rated))
+    assert dimensions["pooled"]["test_arousal_ccc"]["mean"] == pytest.approx(np.mean(pooled))
+    assert dimensions["pooled"]["test_arousal_ccc"]["std_over_seeds"] == pytest.approx(np.std(pooled, ddof=1))
+    assert dimensions["unrated_test_utterances"]["test_arousal"] == 0
+    assert summary["corpora"]["iemocap"]["dimensions"]["pooled"] == dimensions["pooled"]
+    assert "| speech + gold transcripts | arousal |" in summary["table"]

@@ -131,7 +131,7 @@ def summarise(
     if getattr(corpus, "dimensions", None):
         summary["dimensions"] = _combine_dimensions(scored, fold_names, conditions, corpus.dimensions)
     if any("corpora" in record for folds in scored.values() for record in folds.values()):
-        summary["corpora"] = _per_corpus(scored, conditions, metric, label_names)
+        summary["corpora"] = _per_corpus(scored, conditions, metric, label_names, getattr(corpus, "dimensions", None))
     if asr is not None:
         summary["asr"] = asr
     checks = {name: part.check.to_dict() for name, part in corpus.parts.items() if part.check is not None}
@@ -280,9 +280,9 @@ def _over_seeds(values: list[float]) -> dict:
     return {"mean": float(values.mean()), "std_over_seeds": _std(values)}
 
 
-def _per_corpus(scored, conditions, metric, label_names: list[str]) -> dict[str, dict]:
+def _per_corpus(scored, conditions, metric, label_names: list[str], dimensions: list[str] | None) -> dict[str, dict]:
     """Each corpus of a pooled run: the folds that tested it, its scores in each (averaged over seeds), and its
-    scores averaged over those folds and pooled over them (`_combine`)."""
+    scores averaged over those folds and pooled over them (`_combine`; `_combine_dimensions` for `dimensions`)."""
     seeds = sorted(scored)
     names = sorted({name for folds in scored.values() for record in folds.values() for name in record["corpora"]})
     corpora = {}
@@ -301,6 +301,8 @@ def _per_corpus(scored, conditions, metric, label_names: list[str]) -> dict[str,
             "averaged": averaged,
             "pooled": pooled,
         }
+        if dimensions:
+            corpora[name]["dimensions"] = _combine_dimensions(mine, folds, conditions, dimensions)
     return corpora
 
 
