@@ -11,8 +11,8 @@ the other folds; the epoch is chosen on validation speakers held out whole from 
 two of train / validation / test. Public corpora by name (mer.training.corpora) are pooled within each corpus's
 standard folds or left out one corpus at a time, and scored per corpus too. Scores are averaged over folds and pooled
 over them; `--seeds 1 2 3` runs every fold once per seed. `--dimensions arousal,valence` also trains and scores
-dimensions of emotion (CCC, r, MAE) from the corpus's ratings on [0, 1]. `--transcripts asr` trains and tests on speech recognition's
-transcripts, `both` trains on gold ones and tests on both. Rerunning the same command (or passing
+dimensions of emotion (CCC, r, MAE) from the corpus's ratings on [0, 1]. `--transcripts asr` trains and tests on
+speech recognition's transcripts, `both` trains on gold ones and tests on both. Rerunning the same command (or passing
 --resume_from_checkpoint) continues a killed run exactly: finished folds (of each seed) are kept, an unfinished fold
 resumes from its last epoch with the batch order, random state and learning rate it would have had. CPU, one GPU,
 DDP and mixed precision come from `accelerate config`.
