@@ -400,7 +400,7 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
                 "%s: early stopping after epoch %d: validation %s has not improved for %d epoch%s (best %.4f, "
                 "epoch %d; --early_stopping_patience %d).",
                 name, state.epoch, chosen_by, waited, "" if waited == 1 else "s",
-                state.best_ua if state.best_score is None else state.best_score, state.best_epoch,
+                state.chosen_score, state.best_epoch,
                 args.early_stopping_patience,
             )  # fmt: skip
             break

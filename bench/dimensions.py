@@ -25,7 +25,7 @@ from modeling_mer.configuration_mer import DIMENSIONS
 __all__ = ["main", "run"]
 
 
-def with_dimensions(model: MERModel) -> MERModel:
+def add_dimension_head(model: MERModel) -> MERModel:
     """`model` with a dimension head for every dimension: the same towers (shared) and the same fusion weights."""
     config = model.config.to_dict() | {"dimensions": list(DIMENSIONS)}
     other = MERModel(
@@ -48,19 +48,21 @@ def time_models(models: dict[str, MERModel], inputs_list: list[dict], repeats: i
         watch = Stopwatch(device)
         names = list(models)
         features = {key: value for key, value in inputs.items() if not key.endswith("labels")}
+        labelled = {  # each model's training inputs: the dimension labels only for the model that predicts them
+            name: {**features, "labels": inputs["labels"]}
+            | ({"dimension_labels": inputs["dimension_labels"]} if model.config.dimensions else {})
+            for name, model in models.items()
+        }
         for repeat in range(repeats):
             shift = (number + repeat) % len(names)
             for name in names[shift:] + names[:shift]:
                 model = models[name]
-                labelled = {**features, "labels": inputs["labels"]}
-                if model.config.dimensions:
-                    labelled["dimension_labels"] = inputs["dimension_labels"]
                 model.eval()
                 with torch.inference_mode(), autocast(device, bf16):
                     watch.time(f"{name}/inference", partial(model, **features))
                 model.train()
                 with autocast(device, bf16):
-                    watch.time(f"{name}/training", partial(training_step, model, labelled))
+                    watch.time(f"{name}/training", partial(training_step, model, labelled[name]))
         for name, seconds in watch.seconds.items():
             totals[name] = totals.get(name, 0.0) + min(seconds)
     return totals
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     machine = machine_info(device)
     plain = build_models([2], args.quick, device)[2]
-    models = {"classes": plain, "classes + dimensions": with_dimensions(plain)}
+    models = {"classes": plain, "classes + dimensions": add_dimension_head(plain)}
     sample = sample_grouped(args.num_batches, args.batch_size, args.seed)
     inputs_list = []
     for number, group in enumerate(sample.sorted_batches):

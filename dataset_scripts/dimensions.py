@@ -15,11 +15,15 @@ filled with a guess. A rating beyond what the corpus documents is an error that 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["CORPUS_SCALES", "UNIT_SCALE", "DimensionScale", "parse_scale"]
+__all__ = ["CORPUS_SCALES", "UNIT_SCALE", "DimensionScale", "dimension_metric", "parse_scale"]
+
+_METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_dimensions"
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,14 @@ CORPUS_SCALES = {
     "iemocap": DimensionScale(1.0, 5.0, accepted=(0.5, 5.5)),
     "msp_podcast": DimensionScale(1.0, 7.0),
 }
+
+
+@functools.cache
+def dimension_metric():
+    """The `evaluate` module `metrics/emotion_dimensions` (CCC, Pearson's r, MAE of one dimension), loaded once."""
+    import evaluate
+
+    return evaluate.load(str(_METRIC))
 
 
 def parse_scale(text: str) -> DimensionScale:

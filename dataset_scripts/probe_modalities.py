@@ -23,13 +23,11 @@ one session out, scored by the concordance correlation (CCC) of the pooled predi
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import tempfile
 import time
 from pathlib import Path
 
-import evaluate
 import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -37,7 +35,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from dataset_scripts.dimensions import CORPUS_SCALES
+from dataset_scripts.dimensions import CORPUS_SCALES, dimension_metric
 from dataset_scripts.iemocap import load_iemocap
 from dataset_scripts.synthetic import generate_corpus
 from modeling_mer.configuration_mer import DIMENSIONS
@@ -51,13 +49,6 @@ __all__ = [
     "modality_features",
     "probe",
 ]
-_METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_dimensions"
-
-
-@functools.cache
-def _dimension_metric():
-    return evaluate.load(str(_METRIC))
-
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +146,7 @@ def loso_ccc(features: np.ndarray, targets: np.ndarray, sessions: np.ndarray) ->
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
         model.fit(features[train], targets[train])
         predictions[test] = model.predict(features[test])
-    return _dimension_metric().compute(predictions=predictions, references=targets)["ccc"]
+    return dimension_metric().compute(predictions=predictions, references=targets)["ccc"]
 
 
 def dimension_probe(dataset) -> dict[str, dict[str, float]]:

@@ -131,14 +131,18 @@ def build_tiny_whisper(out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def spread_logits(model: torch.nn.Module, gain: float = 3.0) -> torch.nn.Module:
-    """Re-draws the classifier's weights of a MER `model` at `gain` times the 1/sqrt(fan-in) scale, so that an
-    untrained model's answers depend on its input: at the config's initializer range (0.02), any two inputs get
-    probabilities within about 1e-4 of each other (0.250 +- 0.0006), and a comparison of two answers passes at any
-    tolerance whatever the model read; spread, different inputs differ by about 0.1. Returns `model`."""
+    """Re-draws the classifier's weights of a MER `model` at `gain` times the 1/sqrt(fan-in) scale (its dimension
+    head's, when it has one, at a third of it), so that an untrained model's answers depend on its input: at the
+    config's initializer range (0.02), any two inputs get probabilities within about 1e-4 of each other (0.250 +-
+    0.0006), and a comparison of two answers passes at any tolerance whatever the model read; spread, different
+    inputs differ by about 0.1. Returns `model`."""
+    # The dimension head at a third of the gain: its sigmoid would otherwise saturate, every answer near 0 or 1.
+    heads = {model.classifier: gain, getattr(model, "dimension_head", None): gain / 3}
     with torch.no_grad():
-        for layer in model.classifier:
-            if isinstance(layer, torch.nn.Linear):
-                torch.nn.init.normal_(layer.weight, std=gain * layer.in_features**-0.5)
+        for head, scale in heads.items():
+            for layer in head or []:
+                if isinstance(layer, torch.nn.Linear):
+                    torch.nn.init.normal_(layer.weight, std=scale * layer.in_features**-0.5)
     return model
 
 

@@ -313,6 +313,11 @@ def test_a_model_with_dimensions_returns_them_beside_the_labels(saved_mer_with_d
         assert list(output["dimensions"].values()) == pytest.approx(expected.tolist(), abs=1e-5)
         assert all(0.0 <= value <= 1.0 for value in output["dimensions"].values())
         assert [item["label"] for item in output["labels"]] and output["transcript"] == utterance["text"]
+    # The tolerance above means something only if other utterances get other values (spread_logits).
+    values = np.array([list(output["dimensions"].values()) for output in outputs])
+    spread = float((values.max(axis=0) - values.min(axis=0)).max())
+    print(f"largest difference between the dimensions of two utterances: {spread:.4f}")
+    assert spread > 1e-2
 
 
 def test_a_model_without_dimensions_answers_without_them(classifier, utterances):

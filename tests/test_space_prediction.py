@@ -307,6 +307,8 @@ def test_a_model_with_dimensions_shows_the_utterance_in_the_arousal_valence_plan
     analysis = with_dimensions.analyse(str(clips["happy"]), "what a wonderful party!")
     expected = with_dimensions.pipeline(str(clips["happy"]), text="what a wonderful party!")["dimensions"]
     assert analysis.dimensions == pytest.approx(expected, abs=1e-5) and set(expected) == {"arousal", "valence"}
+    other = with_dimensions.analyse(str(clips["sad"]), "i am so sorry about the dog.").dimensions
+    assert max(abs(other[name] - analysis.dimensions[name]) for name in other) > 1e-2  # another clip, other values
 
     demo = space_app.build_demo(with_dimensions, examples_dir=tmp_path / "examples")
     analyse = next(fn.fn for fn in demo.fns.values() if fn.api_name == "analyse")

@@ -7,14 +7,12 @@ Missing ratings stay NaN: the model's loss and every score leave them out, and t
 
 from __future__ import annotations
 
-import functools
 import math
-from pathlib import Path
 
 import datasets
 import numpy as np
 
-from dataset_scripts.dimensions import DimensionScale
+from dataset_scripts.dimensions import DimensionScale, dimension_metric
 from modeling_mer.configuration_mer import DIMENSIONS
 
 __all__ = [
@@ -31,7 +29,6 @@ __all__ = [
 
 # The scores of every dimension, and their names in tables.
 DIMENSION_SCORES = {"ccc": "CCC", "pearson_r": "r", "mae": "MAE"}
-_METRIC = Path(__file__).resolve().parents[2] / "metrics" / "emotion_dimensions"
 
 
 def parse_dimensions(text: str | None) -> list[str]:
@@ -101,13 +98,6 @@ def count_missing(named: dict[str, datasets.Dataset], dimensions: list[str]) -> 
     }
 
 
-@functools.cache
-def _metric():
-    import evaluate
-
-    return evaluate.load(str(_METRIC))
-
-
 def score_dimensions(rows: list[dict], dimensions: list[str]) -> dict[str, dict]:
     """Dimension -> its scores (`DIMENSION_SCORES`, `num_examples`, `num_missing`) over `rows` (each with the
     predicted `dimensions` and the rated `dimension_labels`), plus the `moments` that pool folds exactly. A dimension
@@ -119,7 +109,7 @@ def score_dimensions(rows: list[dict], dimensions: list[str]) -> dict[str, dict]
         p, r = predicted[:, column], rated[:, column]
         present = ~np.isnan(r)
         if present.sum() >= 2:
-            scores[name] = _metric().compute(predictions=p, references=r)
+            scores[name] = dimension_metric().compute(predictions=p, references=r)
         else:
             scores[name] = {key: math.nan for key in DIMENSION_SCORES}
             scores[name] |= {"num_examples": int(present.sum()), "num_missing": int((~present).sum())}

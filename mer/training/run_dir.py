@@ -54,13 +54,18 @@ class FoldState:
         self.epoch += 1
         self.history.append({"epoch": self.epoch, **summary})
         value = summary.get("val_score", summary["val_ua"])
-        improved = value > (self.best_ua if self.best_score is None else self.best_score)
+        improved = value > self.chosen_score
         if improved:
             self.best_score, self.best_ua, self.best_epoch = value, summary["val_ua"], self.epoch
             self.epochs_without_gain = 0
         else:
             self.epochs_without_gain += 1
         return improved
+
+    @property
+    def chosen_score(self) -> float:
+        """The validation score of the best epoch as it was chosen: `best_score`, or UA for an older state."""
+        return self.best_ua if self.best_score is None else self.best_score
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
