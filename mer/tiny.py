@@ -137,10 +137,10 @@ def spread_logits(model: torch.nn.Module, gain: float = 3.0) -> torch.nn.Module:
     0.0006), and a comparison of two answers passes at any tolerance whatever the model read; spread, different
     inputs differ by about 0.1. Returns `model`."""
     # The dimension head at a third of the gain: its sigmoid would otherwise saturate, every answer near 0 or 1.
-    heads = {model.classifier: gain, getattr(model, "dimension_head", None): gain / 3}
+    heads = [(model.classifier, gain), (getattr(model, "dimension_head", None), gain / 3)]
     with torch.no_grad():
-        for head, scale in heads.items():
-            for layer in head or []:
+        for head, scale in heads:
+            for layer in head or []:  # a dimensions-only model has no classifier
                 if isinstance(layer, torch.nn.Linear):
                     torch.nn.init.normal_(layer.weight, std=scale * layer.in_features**-0.5)
     return model

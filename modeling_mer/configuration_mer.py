@@ -96,14 +96,16 @@ class MERConfig(PretrainedConfig):
         dimensions (`list[str]`, *optional*):
             The dimensions of emotion to predict (a subset of `DIMENSIONS`, in the order the outputs hold them),
             each in [0, 1] by a regression head on the pooled fusion beside the classifier. `None` (the default):
-            classes only.
+            classes only. With no classes (`id2label={}` or `num_labels=0`) the model predicts the dimensions
+            alone: a dimensions-only model, with no classifier and no auxiliary tasks (both need classes).
         dimension_loss_weight (`float`, *optional*, defaults to 1.0):
             `w` in `loss = CE + w * (1 - mean CCC over the dimensions) + aux`: the concordance correlation
             coefficient, which challenges score the dimensions by, computed on each batch.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of the new (non-encoder) weights.
         id2label (`dict`, *optional*):
-            Class names; defaults to `{0: "neutral", 1: "happy", 2: "angry", 3: "sad"}`.
+            Class names; defaults to `{0: "neutral", 1: "happy", 2: "angry", 3: "sad"}`. Empty (`{}`, or
+            `num_labels=0`) for a dimensions-only model, which must name its `dimensions`.
         evaluation (`dict`, *optional*):
             What this model scored on data it was not trained on, as its training run recorded it: `evaluated_on`
             (which fold of which corpus) and, per condition (`test`: both modalities, `test_audio_only`,
@@ -117,7 +119,8 @@ class MERConfig(PretrainedConfig):
 
     Raises:
         ValueError: naming the field, for heads that do not divide the size, an unknown direction, K < 1, a fusion
-            or modality dropout outside [0, 1), unknown or negative auxiliary weights, label maps that disagree, an
+            or modality dropout outside [0, 1), unknown or negative auxiliary weights, label maps that disagree, one
+            class, no classes and no dimensions, an
             audio config of no supported family (`AUDIO_FAMILIES`), a text config that is not a text model, or
             records (`evaluation`, `training_utterance_seconds`) of the wrong shape.
     """
@@ -241,8 +244,16 @@ class MERConfig(PretrainedConfig):
             )
         if sorted(self.id2label) != list(range(len(self.id2label))):
             raise ValueError(f"id2label keys must be 0..{len(self.id2label) - 1}, got {sorted(self.id2label)}.")
-        if len(self.id2label) < 2:
-            raise ValueError(f"id2label must name at least 2 classes, got {self.id2label}.")
+        if not self.id2label:
+            if not self.dimensions:
+                raise ValueError(
+                    "A model with no classes (id2label={} or num_labels=0) must predict dimensions: name them in "
+                    f"dimensions (some of {DIMENSIONS})."
+                )
+            # The auxiliary tasks predict classes: a dimensions-only model has nothing for them to learn.
+            self.use_cross_pair_task = self.use_consistency_task = False
+        elif len(self.id2label) < 2:
+            raise ValueError(f"id2label must name at least 2 classes (or none, with dimensions), got {self.id2label}.")
         inverse = {name: index for index, name in self.id2label.items()}
         if len(inverse) != len(self.id2label):
             raise ValueError(f"id2label has repeated class names: {self.id2label}.")
@@ -285,6 +296,11 @@ class MERConfig(PretrainedConfig):
                 "training_utterance_seconds must be {'p05', 'median', 'p95'}: positive seconds in that order, got "
                 f"{lengths!r}."
             )
+
+    @property
+    def predicts_classes(self) -> bool:
+        """Whether the model has classes (`id2label`); False for a dimensions-only model."""
+        return bool(self.id2label)
 
     @property
     def audio_family(self) -> str:

@@ -101,7 +101,7 @@ class MEROutput(ModelOutput):
             `classification_loss + w * dimension_loss + w1 * aux_losses["cross_pair"] + w2 *
             aux_losses["consistency"]` (the terms that are there; `w` is `config.dimension_loss_weight`).
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            Emotion scores (before softmax).
+            Emotion scores (before softmax); None for a dimensions-only model (no classes).
         dimensions (`torch.FloatTensor` of shape `(batch_size, len(config.dimensions))`, for models with
             `config.dimensions`): each dimension of emotion (arousal, valence, dominance) in [0, 1], in the order of
             `config.dimensions`.
@@ -552,7 +552,11 @@ class MERModel(MERPreTrainedModel):
         self.fusion = MERFusion(config)
         self.dropout = nn.Dropout(config.fusion_dropout)
         pooled = 2 * hidden * (2 if config.pooling == "mean_std" else 1)  # both streams, mean (and std) each
-        self.classifier = nn.Sequential(nn.Linear(pooled, hidden), nn.GELU(), nn.Linear(hidden, config.num_labels))
+        self.classifier = (
+            nn.Sequential(nn.Linear(pooled, hidden), nn.GELU(), nn.Linear(hidden, config.num_labels))
+            if config.predicts_classes
+            else None  # a dimensions-only model
+        )
         # Auxiliary heads: trained on mismatched pairs, never used at inference.
         self.cross_pair_audio_head = nn.Linear(pooled, config.num_labels) if config.use_cross_pair_task else None
         self.cross_pair_text_head = nn.Linear(pooled, config.num_labels) if config.use_cross_pair_task else None
@@ -994,7 +998,7 @@ class MERModel(MERPreTrainedModel):
                 Segment ids for text encoders that use them.
             labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
                 Class indices in `[0, num_labels)`. Give them to get `loss`; in training mode they also switch on
-                the auxiliary tasks.
+                the auxiliary tasks. A dimensions-only model takes none.
             output_attentions (`bool`, *optional*):
                 Return the cross-modal attention weights of every fusion layer (computed by the written-out
                 attention whatever `attn_implementation` says). Defaults to `config.output_attentions`.
@@ -1024,12 +1028,16 @@ class MERModel(MERPreTrainedModel):
 
         fused = self.fuse(audio, text, output_attentions, output_hidden_states, **kwargs)
         pooled = fused.pooler_output
-        logits = self.classifier(self.dropout(pooled))
-
+        logits = None if self.classifier is None else self.classifier(self.dropout(pooled))
         dimensions = None if self.dimension_head is None else self.dimension_head(self.dropout(pooled)).sigmoid()
 
         loss = classification_loss = dimension_loss = aux_losses = None
         if labels is not None:
+            if logits is None:
+                raise ValueError(
+                    "labels given to a dimensions-only model (config.id2label is empty): it has no classes to train; "
+                    "give dimension_labels."
+                )
             classification_loss = F.cross_entropy(logits.float(), labels)
             loss = classification_loss
             if self.training and len(labels) > 1:

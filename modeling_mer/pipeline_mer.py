@@ -272,7 +272,8 @@ class MERPipeline(Pipeline):
     Output per input: `{"labels": [{"label", "score"}, ...], "transcript": str, "transcribed_by": str | None}`,
     where `transcribed_by` names the speech-recognition model when the transcript was not given; a model that
     predicts dimensions of emotion (`config.dimensions`) adds `"dimensions": {"arousal": float, ...}`, each on
-    [0, 1] (0 the lowest rating of its training corpus's scale, 1 the highest).
+    [0, 1] (0 the lowest rating of its training corpus's scale, 1 the highest). A dimensions-only model (no classes)
+    gives no `"labels"`, and refuses `top_k`.
 
     Raises:
         ValueError: naming the input: an unreadable or empty file (`AudioError`), an array without its sampling
@@ -354,6 +355,8 @@ class MERPipeline(Pipeline):
         if output_attentions:
             forward["output_attentions"] = True
         if top_k is not None:
+            if not self.labels:
+                raise ValueError(f"top_k={top_k}: this model predicts no classes, only {', '.join(self.dimensions)}.")
             postprocess["top_k"] = _positive(top_k, "top_k", int)
         return preprocess, forward, postprocess
 
@@ -504,7 +507,7 @@ class MERPipeline(Pipeline):
 
     @property
     def labels(self) -> list[str]:
-        """The model's class names, in its `id2label` order."""
+        """The model's class names, in its `id2label` order; empty for a dimensions-only model."""
         return [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
 
     @property
@@ -515,11 +518,9 @@ class MERPipeline(Pipeline):
     def _forward(self, batch: dict, output_attentions: bool = False) -> dict:
         inputs = batch["model_inputs"]
         outputs = self.model(**inputs, **({"output_attentions": True} if output_attentions else {}))
-        forwarded = {
-            "probabilities": outputs.logits.float().softmax(dim=-1),  # (B, num_labels)
-            "transcript": batch["transcript"],
-            "transcribed_by": batch["transcribed_by"],
-        }
+        forwarded = {"transcript": batch["transcript"], "transcribed_by": batch["transcribed_by"]}
+        if getattr(outputs, "logits", None) is not None:  # none from a dimensions-only model
+            forwarded["probabilities"] = outputs.logits.float().softmax(dim=-1)  # (B, num_labels)
         if getattr(outputs, "dimensions", None) is not None:
             forwarded["dimensions"] = outputs.dimensions.float()  # (B, len(config.dimensions)), on [0, 1]
         if output_attentions:
@@ -550,17 +551,17 @@ class MERPipeline(Pipeline):
         return maps
 
     def postprocess(self, outputs: dict, top_k: int | None = None) -> dict:
-        """One item's `{"probabilities": (1, C), "transcript", "transcribed_by"[, "dimensions": (1, D), "looked_at"]}`
-        (the transcript, model and maps still in a list of one when the batch size is 1: the pipeline's iterator only
-        unbatches larger batches)."""
-        probabilities = outputs["probabilities"].reshape(-1).tolist()
-        id2label = self.model.config.id2label
-        ranked = sorted(range(len(probabilities)), key=lambda index: -probabilities[index])[:top_k]
-        result = {
-            "labels": [{"label": id2label[index], "score": probabilities[index]} for index in ranked],
-            "transcript": _unbatched(outputs["transcript"]),
-            "transcribed_by": _unbatched(outputs["transcribed_by"]),
-        }
+        """One item's `{["probabilities": (1, C),] "transcript", "transcribed_by"[, "dimensions": (1, D),
+        "looked_at"]}` (the transcript, model and maps still in a list of one when the batch size is 1: the pipeline's
+        iterator only unbatches larger batches)."""
+        result = {}
+        if "probabilities" in outputs:
+            probabilities = outputs["probabilities"].reshape(-1).tolist()
+            id2label = self.model.config.id2label
+            ranked = sorted(range(len(probabilities)), key=lambda index: -probabilities[index])[:top_k]
+            result["labels"] = [{"label": id2label[index], "score": probabilities[index]} for index in ranked]
+        result["transcript"] = _unbatched(outputs["transcript"])
+        result["transcribed_by"] = _unbatched(outputs["transcribed_by"])
         if "dimensions" in outputs:
             values = outputs["dimensions"].reshape(-1).tolist()
             result["dimensions"] = dict(zip(self.dimensions, values, strict=True))

@@ -60,6 +60,13 @@ def saved_mer_with_dimensions(tiny_encoders, tmp_path_factory) -> Path:
     return save_tiny_mer(tiny_encoders, directory, dimensions=["valence", "arousal"])
 
 
+@pytest.fixture(scope="session")
+def saved_dimensions_only_mer(tiny_encoders, tmp_path_factory) -> Path:
+    """A dimensions-only model (arousal and valence, no classes) saved as train.py saves one."""
+    directory = tmp_path_factory.mktemp("saved-mer-dimensions-only")
+    return save_tiny_mer(tiny_encoders, directory, dimensions=["arousal", "valence"], id2label={})
+
+
 def save_tiny_mer(tiny_encoders: tuple[str, str], directory: Path, seed: int = 0, **config) -> Path:
     torch.manual_seed(seed)
     model = MERModel.from_audio_text_pretrained(*tiny_encoders, fusion_hidden_size=16, fusion_num_heads=2, **config)

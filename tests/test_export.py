@@ -116,6 +116,21 @@ def test_onnx_export_runs_in_onnxruntime_like_eager(make_model, processor, tmp_p
         assert difference <= 1e-4
 
 
+def test_a_dimensions_only_model_exports_its_dimensions_alone(saved_dimensions_only_mer, processor, tmp_path):
+    report = export.main(["--model", str(saved_dimensions_only_mer), "--out", str(tmp_path)])
+    assert report["outputs"] == ["dimensions"] and report["labels"] == []
+    assert report["dimensions"] == ["arousal", "valence"] and report["check"]["max_abs_logit_difference"] <= 1e-4
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    assert [output.name for output in session.get_outputs()] == ["dimensions"]
+    audio, text = [speech_like(1.1, seed=3), speech_like(0.7, seed=4)], ["what a day", "hate"]
+    inputs = processor(audio=audio, text=text, sampling_rate=16000, return_tensors="np")
+    (dimensions,) = session.run(["dimensions"], dict(inputs))
+    model = MERModel.from_pretrained(saved_dimensions_only_mer).eval()
+    with torch.no_grad():
+        expected = model(**processor(audio=audio, text=text, sampling_rate=16000)).dimensions.numpy()
+    assert dimensions.shape == (2, 2) and np.abs(dimensions - expected).max() <= 1e-4
+
+
 def test_export_command_explains_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         export.main(["--model", str(tmp_path), "--out", str(tmp_path / "o"), "--max-seconds", "-1"])

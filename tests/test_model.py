@@ -394,3 +394,35 @@ def test_dimensions_come_in_0_1_beside_the_classes_and_their_loss_trains_the_hea
         model(**batch, dimension_labels=targets[:, :1])
     with pytest.raises(ValueError, match="'joy' is not one of"):
         make_model(dimensions=["arousal", "joy"])
+
+
+def test_a_dimensions_only_model_has_no_classifier_and_trains_on_the_dimensions_alone(make_model, batch):
+    model = make_model(dimensions=["valence", "arousal"], id2label={}).train()
+    config = model.config
+    assert config.num_labels == 0 and not config.predicts_classes and model.classifier is None
+    # The auxiliary tasks predict classes: none here, whatever the defaults say.
+    assert not config.use_cross_pair_task and not config.use_consistency_task
+    assert model.cross_pair_audio_head is None and model.consistency_head is None
+    targets = torch.tensor([[0.9, 0.8], [0.2, float("nan")], [0.6, 0.1]])
+    out = model(**batch, dimension_labels=targets)
+    assert out.logits is None and out.dimensions.shape == (3, 2) and out.classification_loss is None
+    torch.testing.assert_close(out.loss, out.dimension_loss)
+    out.loss.backward()
+    assert model.audio_projection.weight.grad.abs().sum() > 0  # what comes before the head learns from it
+    with pytest.raises(ValueError, match="labels given to a dimensions-only model"):
+        model(**batch, labels=LABELS)
+    # Without dimensions there is nothing to predict; `num_labels=0` says the same as `id2label={}`.
+    with pytest.raises(ValueError, match="no classes .* must predict dimensions"):
+        MERConfig(id2label={})
+    assert MERConfig(num_labels=0, dimensions=["arousal"]).id2label == {}
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MERConfig(id2label={0: "angry"}, dimensions=["arousal"])
+
+
+def test_a_dimensions_only_model_saves_and_loads_as_one(make_model, batch, tmp_path):
+    model = make_model(dimensions=["arousal"], num_labels=0).eval()
+    model.save_pretrained(tmp_path)
+    loaded = MERModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.id2label == {} and loaded.classifier is None and loaded.config.dimensions == ["arousal"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).dimensions, model(**batch).dimensions)

@@ -322,3 +322,21 @@ def test_a_model_with_dimensions_returns_them_beside_the_labels(saved_mer_with_d
 
 def test_a_model_without_dimensions_answers_without_them(classifier, utterances):
     assert "dimensions" not in classifier(utterances[0]["audio"], text=utterances[0]["text"])
+
+
+def test_a_dimensions_only_model_answers_with_its_dimensions_and_no_labels(saved_dimensions_only_mer, utterances):
+    saved = saved_dimensions_only_mer
+    pipe = pipeline(PIPELINE_TASK, model=str(saved), trust_remote_code=True, device="cpu")
+    assert pipe.labels == [] and pipe.dimensions == ["arousal", "valence"]
+    model, processor = MERModel.from_pretrained(saved).eval(), MERProcessor.from_pretrained(saved)
+    outputs = pipe([u["audio"] for u in utterances[:3]], text=[u["text"] for u in utterances[:3]], batch_size=2)
+    for utterance, output in zip(utterances[:3], outputs, strict=True):
+        waveform, _ = decode_audio(utterance["audio"], 16000)
+        with torch.no_grad():
+            expected = model(**processor(audio=waveform, text=utterance["text"], sampling_rate=16000)).dimensions[0]
+        assert set(output) == {"dimensions", "transcript", "transcribed_by"}
+        assert list(output["dimensions"].values()) == pytest.approx(expected.tolist(), abs=1e-5)
+    values = np.array([list(output["dimensions"].values()) for output in outputs])
+    assert float((values.max(axis=0) - values.min(axis=0)).max()) > 1e-2  # the tolerance above means something
+    with pytest.raises(ValueError, match="top_k=2: this model predicts no classes, only arousal, valence"):
+        pipe(utterances[0]["audio"], text="hello", top_k=2)

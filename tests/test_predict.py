@@ -440,3 +440,26 @@ def test_a_model_with_dimensions_writes_a_column_per_dimension_on_every_runtime(
     for dimension in ("valence", "arousal"):
         values = [float(eager[name][dimension]) for name in transcripts]
         assert max(values) - min(values) > 1e-2, (dimension, values)
+
+
+def test_a_dimensions_only_model_writes_its_dimensions_without_class_columns(
+    saved_dimensions_only_mer, recordings, tmp_path, capsys
+):
+    folder, transcripts = recordings
+    table = _transcripts_csv(tmp_path / "transcripts.csv", folder, transcripts, keep=lambda name: True)
+    common = [str(folder), "--model", str(saved_dimensions_only_mer), "--transcripts", str(table), "--quiet"]
+    assert main(["predict", *common, "--output", str(tmp_path / "out.csv"), "--runtime", "eager"]) == 1  # broken.wav
+    assert main(["predict", *common, "--output", str(tmp_path / "out.jsonl"), "--runtime", "int8"]) == 1
+    capsys.readouterr()
+    rows = {Path(row["path"]).name: row for row in _rows(tmp_path / "out.csv")}
+    assert list(rows["clip0.wav"])[:4] == ["path", "arousal", "valence", "transcript"]
+    records = {Path(record["path"]).name: record for record in _rows(tmp_path / "out.jsonl")}
+    assert not {"label", "score", "scores"} & set(records["clip0.wav"])
+    pipe = pipeline(PIPELINE_TASK, model=str(saved_dimensions_only_mer), trust_remote_code=True, device="cpu")
+    for name, text in transcripts.items():
+        expected = pipe(str(next(folder.rglob(name))), text=text)["dimensions"]
+        assert {key: float(rows[name][key]) for key in expected} == pytest.approx(expected, abs=1e-5)
+        assert records[name]["dimensions"] == pytest.approx(expected, abs=0.05)  # int8
+    # A rerun finds every file done (the columns it expects are the ones it wrote).
+    assert main(["predict", *common, "--output", str(tmp_path / "out.csv"), "--runtime", "eager"]) == 1
+    assert "6 were already in" in capsys.readouterr().out

@@ -57,12 +57,14 @@ INPUT_ORDER = (
 
 
 def output_names(config) -> list[str]:
-    """What a graph of a model with `config` returns: the logits, and the dimensions when it predicts them."""
-    return ["logits", *(["dimensions"] if getattr(config, "dimensions", None) else [])]
+    """What a graph of a model with `config` returns: the logits when it has classes, and the dimensions when it
+    predicts them (a dimensions-only model: those alone)."""
+    classes = ["logits"] if getattr(config, "id2label", None) else []
+    return [*classes, *(["dimensions"] if getattr(config, "dimensions", None) else [])]
 
 
 class Predictions(nn.Module):
-    """The model's predictions (`output_names`: logits, and dimensions when it has them) from the processor's
+    """The model's predictions (`output_names`: logits and dimensions, those it has) from the processor's
     inputs, as a tuple of tensors: what an ONNX graph can return."""
 
     def __init__(self, model: MERModel):
@@ -298,7 +300,8 @@ def export_onnx(
         report["check"] = {"batch_seconds": [2.1, 0.45, 1.05], "max_abs_logit_difference": difference}
         if difference > ONNX_TOLERANCE:
             raise RuntimeError(
-                f"onnxruntime's logits differ from eager by {difference:.2e} (> {ONNX_TOLERANCE}) on {onnx_path}."
+                f"onnxruntime's {' and '.join(report['outputs'])} differ from eager by {difference:.2e} "
+                f"(> {ONNX_TOLERANCE}) on {onnx_path}."
             )
     (out_dir / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -319,12 +322,11 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--max-seconds must be positive, got {args.max_seconds}")
     report = export_onnx(args.model, args.out, args.max_seconds, args.opset, check=not args.no_check, pt2=args.pt2)
     check = report.get("check")
+    outputs = [f"logits over {', '.join(report['labels'])}"] if report["labels"] else []
+    outputs += [f"dimensions {', '.join(report['dimensions'])}"] if report.get("dimensions") else []
     logger.info(
-        f"Wrote {Path(args.out) / report['onnx']} (inputs {', '.join(report['inputs'])}; output logits over "
-        f"{', '.join(report['labels'])}"
-        + (f", dimensions {', '.join(report['dimensions'])}" if report.get("dimensions") else "")
-        + ")."
-        + (f" onnxruntime vs eager: max |logit difference| {check['max_abs_logit_difference']:.2e}." if check else "")
+        f"Wrote {Path(args.out) / report['onnx']} (inputs {', '.join(report['inputs'])}; output {', '.join(outputs)})."
+        + (f" onnxruntime vs eager: max |difference| {check['max_abs_logit_difference']:.2e}." if check else "")
     )
     return report
 

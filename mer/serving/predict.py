@@ -153,9 +153,9 @@ class PredictionLog:
 
     `.csv` files get one column per class score (`score_<label>`) and, for a model that predicts `dimensions`, one
     per dimension (`arousal`, ... on [0, 1]); `.jsonl` files one JSON object per line with `scores` (and
-    `dimensions`) as a mapping. Every record names the model and its fingerprint; an existing file written by another
-    model (or for other classes) is refused unless `overwrite` is set. A last line cut short by a killed run is
-    dropped when the file is opened again.
+    `dimensions`) as a mapping. A dimensions-only model's records have no `label`, `score` or scores. Every record
+    names the model and its fingerprint; an existing file written by another model (or for other classes) is refused
+    unless `overwrite` is set. A last line cut short by a killed run is dropped when the file is opened again.
 
     Raises:
         ValueError: the extension is neither .csv nor .jsonl, or the file belongs to another model (naming both).
@@ -177,9 +177,10 @@ class PredictionLog:
             raise ValueError(f"--output must end in .csv or .jsonl, got {self.path.name}.")
         self.labels, self.model, self.fingerprint, self.runtime = list(labels), model, fingerprint, runtime
         self.dimensions = list(dimensions)
+        classes = ["label", "score", *(f"score_{label}" for label in self.labels)] if self.labels else []
         self.columns = [
-            "path", "label", "score", *(f"score_{label}" for label in self.labels), *self.dimensions, "transcript",
-            "transcript_source", "asr_model", "seconds", "cropped", "model", "model_fingerprint", "runtime", "error",
+            "path", *classes, *self.dimensions, "transcript", "transcript_source", "asr_model", "seconds", "cropped",
+            "model", "model_fingerprint", "runtime", "error",
         ]  # fmt: skip
         self.done: set[str] = set()
         if overwrite and self.path.exists():
@@ -288,14 +289,17 @@ class PredictionLog:
     def record(self, path: Path, result: dict | None = None, error: str | None = None, **audio) -> dict:
         """One file's record: the pipeline's `result`, or the `error` that kept it from one; `audio` holds
         `seconds` and `cropped`."""
-        scores = {item["label"]: item["score"] for item in result["labels"]} if result else {}
+        scores = {item["label"]: item["score"] for item in result["labels"]} if result and self.labels else {}
         top = max(scores, key=scores.get) if scores else None
         transcribed_by = result["transcribed_by"] if result else None
-        return {
-            "path": str(path),
+        classes = {
             "label": top,
             "score": scores.get(top),
             "scores": {label: scores[label] for label in self.labels} if scores else None,
+        }
+        return {
+            "path": str(path),
+            **(classes if self.labels else {}),  # a dimensions-only model has none
             **({"dimensions": result.get("dimensions") if result else None} if self.dimensions else {}),
             "transcript": result["transcript"] if result else None,
             "transcript_source": None if not result else ("asr" if transcribed_by else "given"),

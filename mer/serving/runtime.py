@@ -78,8 +78,8 @@ def onnxruntime_session(path: str | Path, threads: int | None = None):
 
 class OnnxRuntimeModel(nn.Module):
     """A MER model's ONNX graph run by onnxruntime, called as the model is: keyword inputs named as the processor
-    names them, a `MEROutput` whose only fields are `logits` (a float32 CPU tensor `(batch_size, num_labels)`) and,
-    for a model that predicts them, `dimensions`.
+    names them, a `MEROutput` whose only fields are `logits` (a float32 CPU tensor `(batch_size, num_labels)`; none
+    for a dimensions-only model) and, for a model that predicts them, `dimensions`.
 
     Args:
         session: an onnxruntime `InferenceSession` on a graph written by `mer.serving.export.write_onnx`.
