@@ -111,6 +111,8 @@ def main() -> None:
         with accelerator.main_process_first():
             corpus = load_corpus(args)
         overrides = with_dimensions(corpus.check_labels(overrides), corpus.dimensions)
+        if args.dimensions_only:  # no classes: no classifier, no auxiliary tasks
+            overrides = {**overrides, "id2label": {}}
         check_batch_size(args, MERConfig(**overrides))
         plans = plan_seeds(corpus, args)
         protocol = describe_protocol(args, corpus, plans[args.seed_list[0]])
@@ -279,7 +281,7 @@ def train_and_test_fold(
         publish_best_model(checkpoint, fold_dir / "model")
     record = {
         "best_epoch": state.best_epoch,
-        "best_ua": state.best_ua,
+        **({"best_ua": state.best_ua} if not args.dimensions_only else {}),
         **({"best_score": state.best_score} if corpus.dimensions else {}),
         "history": state.history,
         "stopped_early": len(state.history) < args.num_epochs,
@@ -383,9 +385,11 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
     """Epochs until `--num_epochs` or early stopping, each followed by validation and a checkpoint; continues after
     the last finished epoch of an interrupted run."""
     state = load_checkpoint(accelerator, checkpoint) or FoldState()
+    classes = not args.dimensions_only
+    chosen_by = "UA" if not corpus.dimensions else "score (mean of UA and CCC)" if classes else "mean CCC"
     if state.epoch:
-        logger.info("%s: resuming after epoch %d (best validation UA %.4f)", name, state.epoch, state.best_ua)
-    chosen_by = "UA" if not corpus.dimensions else "score (mean of UA and CCC)"
+        logger.info("%s: resuming after epoch %d (best validation %s %.4f)", name, state.epoch, chosen_by,
+                    state.chosen_score)  # fmt: skip
     epochs = tqdm(
         range(state.epoch, args.num_epochs),
         initial=state.epoch,
@@ -409,14 +413,13 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         started = time.perf_counter()
         train_loss = train_epoch(accelerator, fold, f"{name} epoch {epoch + 1}")
         predictions = predict(accelerator, fold.model, fold.validation)
-        scores = score(predictions, metric, corpus.label_names, corpus.dimensions)
+        scores = score(predictions, metric, corpus.label_names if classes else [], corpus.dimensions)
         cccs = {f"val_{dimension}_ccc": value["ccc"] for dimension, value in scores.get("dimensions", {}).items()}
         improved = state.record_epoch(
             {
                 "train_loss": train_loss,
                 "audio_tower_learning": audio_learning,
-                "val_wa": scores["wa"],
-                "val_ua": scores["ua"],
+                **({"val_wa": scores["wa"], "val_ua": scores["ua"]} if classes else {}),
                 **cccs,
                 "val_score": selection_score(scores),
                 "learning_rates": fold.scheduler.get_last_lr(),
@@ -426,13 +429,15 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         )
         save_best = partial(save_model, accelerator, fold.model, processor) if improved else None
         save_checkpoint(accelerator, checkpoint, state, save_best)
-        epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{scores['ua']:.3f}", best=f"{state.best_ua:.3f}")
+        chosen = state.history[-1]["val_score"]
+        epochs.set_postfix(loss=f"{train_loss:.3f}", val=f"{chosen:.3f}", best=f"{state.chosen_score:.3f}")
         logger.info(
-            "%s epoch %d: train loss %.4f, validation WA %.4f UA %.4f%s",
-            name, state.epoch, train_loss, scores["wa"], scores["ua"],
-            "".join(f", {key.removeprefix('val_')} {value:.4f}" for key, value in cccs.items()),
+            "%s epoch %d: train loss %.4f, validation %s",
+            name, state.epoch, train_loss,
+            ", ".join([*([f"WA {scores['wa']:.4f} UA {scores['ua']:.4f}"] if classes else []),
+                       *(f"{key.removeprefix('val_')} {value:.4f}" for key, value in cccs.items())]),
         )  # fmt: skip
-        accelerator.log({f"{name}/train_loss": train_loss, f"{name}/val_ua": scores["ua"]}, step=state.epoch)
+        accelerator.log({f"{name}/train_loss": train_loss, f"{name}/val_score": chosen}, step=state.epoch)
     return state
 
 
@@ -459,14 +464,16 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
             )
         )
         predictions = predict(accelerator, model, loader)
-        outcome[name] = score(predictions, metric, corpus.label_names, corpus.dimensions)
+        label_names = corpus.label_names if model_config.predicts_classes else []
+        outcome[name] = score(predictions, metric, label_names, corpus.dimensions)
         for part, rows in predictions_by_corpus(corpus, split.test, predictions).items():
-            by_corpus.setdefault(part, {})[name] = score(rows, metric, corpus.label_names, corpus.dimensions)
+            by_corpus.setdefault(part, {})[name] = score(rows, metric, label_names, corpus.dimensions)
         if condition.keep_only is None and accelerator.is_main_process:
             suffix = name.removeprefix("test")  # "" for the transcripts trained on, "_asr" for speech recognition's
-            save_confusion_matrix(
-                outcome[name]["confusion_matrix"], corpus.label_names, fold_dir / f"confusion{suffix}.png"
-            )
+            if label_names:
+                save_confusion_matrix(
+                    outcome[name]["confusion_matrix"], label_names, fold_dir / f"confusion{suffix}.png"
+                )
             ids = corpus.ids_of(split.test)
             rows = [{"id": ids[row.pop("index")], **row} for row in predictions]
             rows.sort(key=lambda row: row["id"])
@@ -576,9 +583,12 @@ def train_epoch(accelerator, fold: FoldTraining, description: str) -> float:
     """One pass over the training loader; returns the mean loss over all processes. The losses stay on the device
     until the end of the epoch: the progress bar reads the latest one every `LOSS_DISPLAY_STEPS` steps only."""
     fold.model.train()
+    classes = accelerator.unwrap_model(fold.model).config.predicts_classes
     losses = []
     steps = tqdm(fold.training, desc=description, leave=False, disable=not accelerator.is_local_main_process)
     for step, batch in enumerate(steps):
+        if not classes:  # a dimensions-only model learns from the ratings alone
+            batch.pop("labels")
         try:
             with accelerator.accumulate(fold.model):
                 loss = fold.model(**batch).loss
@@ -598,25 +608,22 @@ def train_epoch(accelerator, fold: FoldTraining, description: str) -> float:
 
 @torch.no_grad()
 def predict(accelerator, model, loader) -> list[dict]:
-    """`{"index", "label", "prediction", "probabilities"}` (and, for a model with dimensions, the predicted
-    `dimensions` and rated `dimension_labels`) for every utterance of the loader, gathered from all processes, in
-    dataset order; an utterance that a process saw twice (to even out the batches) is counted once."""
+    """`{"index", "label", "prediction", "probabilities"}` (the last two not for a dimensions-only model; and, for
+    a model with dimensions, the predicted `dimensions` and rated `dimension_labels`) for every utterance of the
+    loader, gathered from all processes, in dataset order; an utterance that a process saw twice (to even out the
+    batches) is counted once."""
     model.eval()
     rows = []
     for batch in loader:
         indices, labels = batch.pop("indices").tolist(), batch.pop("labels").tolist()
         rated = batch.pop("dimension_labels", None)
         outputs = model(**batch)
-        probabilities = outputs.logits.float().softmax(-1).cpu()
-        for position, (index, label, row) in enumerate(zip(indices, labels, probabilities, strict=True)):
-            rows.append(
-                {
-                    "index": index,
-                    "label": label,
-                    "prediction": int(row.argmax()),
-                    "probabilities": [round(p, 6) for p in row.tolist()],
-                }
-            )
+        probabilities = None if outputs.logits is None else outputs.logits.float().softmax(-1).cpu()
+        for position, (index, label) in enumerate(zip(indices, labels, strict=True)):
+            rows.append({"index": index, "label": label})
+            if probabilities is not None:
+                row = probabilities[position]
+                rows[-1] |= {"prediction": int(row.argmax()), "probabilities": [round(p, 6) for p in row.tolist()]}
             if rated is not None:  # the ratings (None: unrated) and the predictions, on [0, 1]
                 ratings = rated[position].tolist()
                 rows[-1]["dimension_labels"] = [None if math.isnan(v) else round(v, 6) for v in ratings]
@@ -630,13 +637,16 @@ def predict(accelerator, model, loader) -> list[dict]:
 
 
 def score(predictions: list[dict], metric, label_names: list[str], dimensions: list[str] = ()) -> dict:
-    """The classes' scores (`metric`), and under `dimensions` each dimension's (`score_dimensions`)."""
-    scores = metric.compute(
-        predictions=[row["prediction"] for row in predictions],
-        references=[row["label"] for row in predictions],
-        num_labels=len(label_names),
-        label_names=label_names,
-    )
+    """The classes' scores (`metric`; with no `label_names`, a dimensions-only model's, only `num_examples`), and
+    under `dimensions` each dimension's (`score_dimensions`)."""
+    scores = {"num_examples": len(predictions)}
+    if label_names:
+        scores = metric.compute(
+            predictions=[row["prediction"] for row in predictions],
+            references=[row["label"] for row in predictions],
+            num_labels=len(label_names),
+            label_names=label_names,
+        )
     if dimensions:
         scores["dimensions"] = score_dimensions(predictions, list(dimensions))
     return scores

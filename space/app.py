@@ -61,6 +61,7 @@ __all__ = [
     "MAX_QUEUE_SIZE",
     "MAX_UPLOAD_SIZE",
     "TIMELINE_COLUMNS",
+    "timeline_columns",
     "Settings",
     "build_demo",
     "main",
@@ -149,12 +150,14 @@ def build_demo(
         """The UI's action: emotion distribution, transcript used, attention picture, details, and for a model that
         predicts dimensions of emotion, their picture (the arousal-valence plane)."""
         analysis = _run(recognizer, audio_path, transcript)
-        shown = (analysis.probabilities, analysis.transcript, attention_image(analysis), _details(analysis))
+        classes = (analysis.probabilities,) if recognizer.labels else ()  # none from a dimensions-only model
+        shown = (*classes, analysis.transcript, attention_image(analysis), _details(analysis))
         return (*shown, dimension_image(analysis.dimensions)) if recognizer.dimensions else shown
 
     def predict(audio_path: str | None, transcript: str | None) -> dict[str, float]:
-        """The API's action: the emotion distribution alone."""
-        return _run(recognizer, audio_path, transcript).probabilities
+        """The API's action: the emotion distribution alone (a dimensions-only model's dimensions)."""
+        analysis = _run(recognizer, audio_path, transcript)
+        return analysis.probabilities if recognizer.labels else analysis.dimensions
 
     def timeline(
         audio_path: str | None,
@@ -209,7 +212,11 @@ def _utterance_tab(
             if examples:
                 gr.Examples(examples, inputs=[audio, transcript], cache_examples=False, label="Spoken by espeak-ng")
         with gr.Column():
-            emotions = gr.Label(num_top_classes=len(recognizer.labels), label="Emotion", elem_id="emotion-output")
+            emotions = (
+                gr.Label(num_top_classes=len(recognizer.labels), label="Emotion", elem_id="emotion-output")
+                if recognizer.labels
+                else None  # a dimensions-only model: its plane below says it all
+            )
             used = gr.Textbox(label="Transcript used", interactive=False, elem_id="transcript-output")
             details = gr.Markdown(label="details", elem_id="details-output")
             plane = None
@@ -230,13 +237,15 @@ def _utterance_tab(
         interactive=False,
         elem_id="attention-output",
     )
-    outputs = [emotions, used, attention, details, *([plane] if plane is not None else [])]
+    outputs = [component for component in (emotions, used, attention, details, plane) if component is not None]
     clear.add([audio, transcript, *outputs])
 
     inputs = [audio, transcript]
     submit.click(analyse, inputs, outputs, api_name="analyse", **listener)
-    # The API endpoint has no button of its own: a hidden one carries it, sharing the model's queue.
-    gr.Button(visible=False).click(predict, inputs, [emotions], api_name="predict", **listener)
+    # The API endpoint has no button of its own: a hidden one carries it, sharing the model's queue. A
+    # dimensions-only model answers it with its dimensions, through a hidden JSON output.
+    answer = emotions if emotions is not None else gr.JSON(visible=False, elem_id="dimensions-json")
+    gr.Button(visible=False).click(predict, inputs, [answer], api_name="predict", **listener)
 
 
 def _timeline_tab(recognizer: EmotionRecognizer, timeline: Callable, listener: dict) -> None:
@@ -265,21 +274,34 @@ def _timeline_tab(recognizer: EmotionRecognizer, timeline: Callable, listener: d
         interactive=False,
         elem_id="timeline-picture",
     )
+    columns = timeline_columns(recognizer.labels, recognizer.dimensions)
+    judged = len(columns) - 3  # what follows start, end and the words
     table = gr.Dataframe(
-        headers=TIMELINE_COLUMNS,
-        datatype=["number", "number", "str", "str", "number"],
+        headers=columns,
+        datatype=["number", "number", "str", *(["str", "number"] if recognizer.labels else ["number"] * judged)],
         label="Speech segments (seconds from the start)",
         interactive=False,
         wrap=True,
-        column_widths=["10%", "10%", "55%", "13%", "12%"],
+        column_widths=["10%", "10%", f"{80 - 12 * judged}%", *["12%"] * judged],
         elem_id="timeline-table",
     )
     clear.add([recording, picture, table, csv_file, summary])
     submit.click(timeline, [recording], [picture, table, csv_file, summary], api_name="timeline", **listener)
 
 
+def timeline_columns(labels: list[str], dimensions: list[str]) -> list[str]:
+    """The long-recording table's columns: `TIMELINE_COLUMNS` for a model with classes; for a dimensions-only model
+    the dimensions in place of the label and its score."""
+    return TIMELINE_COLUMNS if labels else [*TIMELINE_COLUMNS[:3], *dimensions]
+
+
 def timeline_table(timeline: Timeline) -> list[list]:
-    """The rows the app shows for `timeline`, one per speech segment in time order, as `TIMELINE_COLUMNS`."""
+    """The rows the app shows for `timeline`, one per speech segment in time order, as `timeline_columns`."""
+    if not timeline.labels:
+        return [
+            [s.start, s.end, s.transcript, *(round(s.dimensions[name], 3) for name in timeline.dimensions)]
+            for s in timeline.segments
+        ]
     return [
         [segment.start, segment.end, segment.transcript, segment.label, round(segment.score, 3)]
         for segment in timeline.segments
@@ -331,9 +353,13 @@ def _introduction(recognizer: EmotionRecognizer) -> str:
         f"{recognizer.max_seconds:g} s are analysed), type what is said or leave the box empty to have it "
         "transcribed, and submit; or follow the emotion through a long recording in the *Long recording* tab. "
         f"The model hears the speech with {_tower(recognizer.model.config.audio_config)}, reads the words with "
-        f"{_tower(recognizer.model.config.text_config)} and joins them with cross-modal attention; it tells apart "
-        f"**{', '.join(recognizer.labels)}**.\n\n"
-        f"Model: `{recognizer.model_name_or_path}` · speech recognition: `{recognizer.asr_model}`"
+        f"{_tower(recognizer.model.config.text_config)} and joins them with cross-modal attention; "
+        + (
+            f"it tells apart **{', '.join(recognizer.labels)}**.\n\n"
+            if recognizer.labels
+            else f"it places what it hears on **{', '.join(recognizer.dimensions)}**, each from 0 to 1.\n\n"
+        )
+        + f"Model: `{recognizer.model_name_or_path}` · speech recognition: `{recognizer.asr_model}`"
         + _provenance(getattr(recognizer.model.config, "evaluation", None) or {})
     )
 
@@ -350,13 +376,17 @@ def _provenance(evaluation: dict) -> str:
     lines = []
     if evaluation.get("trained_on"):
         lines.append(f"Trained on {evaluation['trained_on']}.")
-    if "test" in evaluation:
-        scores = [f"UA {100 * evaluation['test']['ua']:.0f}% overall"]
+    test = evaluation.get("test", {})
+    scores = []
+    if "ua" in test:
+        scores = [f"UA {100 * test['ua']:.0f}% overall"]
         scores += [
             f"{name} {100 * outcome['test']['ua']:.0f}%"
             for name, outcome in evaluation.get("corpora", {}).items()
-            if "test" in outcome
+            if "ua" in outcome.get("test", {})
         ]
+    scores += [f"{name} CCC {value['ccc']:.2f}" for name, value in test.get("dimensions", {}).items()]
+    if scores:
         lines.append(f"On held-out speakers ({evaluation.get('evaluated_on', 'its test fold')}): {', '.join(scores)}.")
     return "".join(f"\n\n{line}" for line in lines)
 

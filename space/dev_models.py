@@ -28,16 +28,21 @@ TINY_WORDS = tuple(sorted({word for clip in EXAMPLES for word in re.findall(r"\w
 
 
 def save_tiny_mer(
-    out_dir: str | Path, words: tuple[str, ...] = TINY_WORDS, seed: int = 0, dimensions: list[str] | None = None
+    out_dir: str | Path,
+    words: tuple[str, ...] = TINY_WORDS,
+    seed: int = 0,
+    dimensions: list[str] | None = None,
+    **config,
 ) -> Path:
     """Saves a tiny MER model (bidirectional fusion, 2 layers of width 16, `spread_logits`; predicting `dimensions`
-    of emotion too, when given) and its processor into `out_dir`; returns `out_dir`, loadable with `AutoModel` /
-    `AutoProcessor` and `trust_remote_code=True`."""
+    of emotion too, when given; other `MERConfig` fields from `config`, e.g. `id2label={}` for a dimensions-only
+    model) and its processor into `out_dir`; returns `out_dir`, loadable with `AutoModel` / `AutoProcessor` and
+    `trust_remote_code=True`."""
     out_dir = Path(out_dir)
     audio_dir, text_dir = build_tiny_encoders(out_dir / "encoders", words, seed=seed)
     torch.manual_seed(seed)
     model = MERModel.from_audio_text_pretrained(
-        str(audio_dir), str(text_dir), fusion_hidden_size=16, fusion_num_heads=2, dimensions=dimensions
+        str(audio_dir), str(text_dir), fusion_hidden_size=16, fusion_num_heads=2, dimensions=dimensions, **config
     )
     spread_logits(model)  # answers that depend on the input, so that comparisons of answers can fail
     processor = MERProcessor.from_audio_text_pretrained(str(audio_dir), str(text_dir))

@@ -64,7 +64,8 @@ class Analysis:
     """The result of one request.
 
     Attributes:
-        probabilities: class name -> probability, every class of the model in `id2label` order, summing to 1.
+        probabilities: class name -> probability, every class of the model in `id2label` order, summing to 1 (empty
+            for a dimensions-only model).
         transcript: the transcript the model read (typed, or transcribed when none was typed).
         transcribed_by: the speech-recognition model that made `transcript`, or None when it was typed.
         waveform: the analysed audio, mono float32 at `sampling_rate` (cropped to the limit).
@@ -161,7 +162,8 @@ class EmotionRecognizer:
 
     @property
     def dimensions(self) -> list[str]:
-        """The dimensions of emotion the model predicts beside its classes (each on [0, 1]); empty for none."""
+        """The dimensions of emotion the model predicts beside its classes, or instead of them (each on [0, 1]);
+        empty for none."""
         return self.pipeline.dimensions
 
     @property
@@ -204,7 +206,7 @@ class EmotionRecognizer:
                 "were used."
             )
         return Analysis(
-            probabilities={item["label"]: item["score"] for item in sorted(result["labels"], key=self._order)},
+            probabilities={item["label"]: item["score"] for item in sorted(result.get("labels", []), key=self._order)},
             transcript=result["transcript"],
             transcribed_by=result["transcribed_by"],
             waveform=clip.waveform,
@@ -240,6 +242,8 @@ class EmotionRecognizer:
     def audio_only_notice(self) -> str:
         """What a prediction without words is worth, from the scores train.py recorded in the model's config."""
         evaluation = getattr(self.model.config, "evaluation", None) or {}
+        if not self.labels:
+            return self._audio_only_dimensions_notice(evaluation)
         chance = 100 / len(self.labels)
         said = "No words were recognised, so the emotion was predicted from the audio alone."
         if "test_audio_only" not in evaluation or "test" not in evaluation:
@@ -252,6 +256,25 @@ class EmotionRecognizer:
             f"{said} Without words, this model's unweighted accuracy on speakers it never heard was "
             f"{audio_only:.0f}%, against {both:.0f}% with words and {chance:.0f}% by chance "
             f"({evaluation.get('evaluated_on', 'test')})."
+        )
+
+    def _audio_only_dimensions_notice(self, evaluation: dict) -> str:
+        """`audio_only_notice` for a dimensions-only model: the concordance (CCC) it reached without words."""
+        said = "No words were recognised, so the dimensions were predicted from the audio alone."
+        alone = evaluation.get("test_audio_only", {}).get("dimensions", {})
+        both = evaluation.get("test", {}).get("dimensions", {})
+        measured = [name for name in self.dimensions if name in alone and name in both]
+        if not measured:
+            return (
+                f"{said} How well this model does without words was never measured: treat the result as a guess "
+                "(valence, in particular, is carried largely by the words)."
+            )
+        scores = ", ".join(
+            f"{name} {alone[name]['ccc']:.2f} (with words {both[name]['ccc']:.2f})" for name in measured
+        )
+        return (
+            f"{said} Without words, this model's concordance (CCC, 1 is perfect, 0 no better than a constant) on "
+            f"speakers it never heard was {scores} ({evaluation.get('evaluated_on', 'test')})."
         )
 
     def speech_recognizer(self) -> SpeechRecognizer:

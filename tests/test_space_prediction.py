@@ -321,6 +321,31 @@ def test_a_model_with_dimensions_shows_the_utterance_in_the_arousal_valence_plan
     assert both.shape[0] > dimension_image({"arousal": 0.9, "valence": 0.2}).shape[0]
 
 
+def test_a_dimensions_only_model_shows_its_dimensions_and_no_classes(models, clips, tmp_path):
+    saved = save_tiny_mer(tmp_path / "mer", dimensions=["arousal", "valence"], id2label={})
+    only = EmotionRecognizer(str(saved), asr_model=models[1], max_seconds=MAX_SECONDS, runtime="eager")
+    assert only.labels == [] and only.dimensions == ["arousal", "valence"]
+    analysis = only.analyse(str(clips["happy"]), "what a wonderful party!")
+    expected = only.pipeline(str(clips["happy"]), text="what a wonderful party!")["dimensions"]
+    assert analysis.probabilities == {} and analysis.dimensions == pytest.approx(expected, abs=1e-5)
+    assert "never measured" in only.audio_only_notice() and "valence" in only.audio_only_notice()
+
+    demo = space_app.build_demo(only, examples_dir=tmp_path / "examples")
+    functions = {fn.api_name: fn.fn for fn in demo.fns.values()}
+    transcript, attention, details, plane = functions["analyse"](str(clips["happy"]), "what a wonderful party!")
+    assert transcript == "what a wonderful party!" and plane.ndim == 3 and plane.std() > 0
+    assert f"Arousal {analysis.dimensions['arousal']:.2f}" in details
+    assert functions["predict"](str(clips["happy"]), "what a wonderful party!") == pytest.approx(expected, abs=1e-5)
+    assert "places what it hears on **arousal, valence**" in space_app._introduction(only)
+
+    timeline = only.timeline(str(clips["sad"]), tmp_path / "timeline")
+    assert space_app.timeline_columns(only.labels, only.dimensions) == [
+        "start", "end", "transcript", "arousal", "valence"
+    ]  # fmt: skip
+    rows = space_app.timeline_table(timeline)
+    assert rows and all(len(row) == 5 and 0 <= row[3] <= 1 and 0 <= row[4] <= 1 for row in rows)
+
+
 def test_a_model_without_dimensions_keeps_the_four_outputs(recognizer, clips, tmp_path):
     assert recognizer.dimensions == []
     demo = space_app.build_demo(recognizer, examples_dir=tmp_path / "examples")

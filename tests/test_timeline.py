@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,15 +274,20 @@ def test_a_limit_on_the_duration_holds_for_the_samples_decoded_not_for_the_heade
     assert write_timeline(pipe, long, tmp_path / "t2", progress=False, max_duration_seconds=90).complete
 
 
+def _timeline_of(model: Path, real_asr: str, recording, out: Path) -> dict:
+    """`mer timeline` of the recording by `model` (eager) into `out`; its timeline.json."""
+    path, _ = recording
+    status = main(["timeline", str(path), "--model", str(model), "--out", str(out), "--asr_model", real_asr,
+                   "--runtime", "eager", "--quiet"])  # fmt: skip
+    assert status == 0
+    return json.loads((out / "timeline.json").read_text())
+
+
 def test_a_model_with_dimensions_draws_and_writes_them_over_time(
     saved_mer_with_dimensions, real_asr, recording, tmp_path, capsys
 ):
-    path, _ = recording
     out = tmp_path / "timeline"
-    status = main(["timeline", str(path), "--model", str(saved_mer_with_dimensions), "--out", str(out),
-                   "--asr_model", real_asr, "--runtime", "eager", "--quiet"])  # fmt: skip
-    assert status == 0
-    table = json.loads((out / "timeline.json").read_text())
+    table = _timeline_of(saved_mer_with_dimensions, real_asr, recording, out)
     assert table["dimensions"] == ["valence", "arousal"]
     with (out / "timeline.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -297,5 +303,26 @@ def test_a_model_with_dimensions_draws_and_writes_them_over_time(
     try:  # probabilities, the dimensions under them, the words
         assert len(figure.axes) == 3
         assert [text.get_text() for text in figure.axes[1].get_legend().get_texts()] == ["valence", "arousal"]
+    finally:
+        timeline_module._close(figure)
+
+
+def test_a_dimensions_only_model_draws_and_writes_its_dimensions_alone(
+    saved_dimensions_only_mer, real_asr, recording, tmp_path, capsys
+):
+    out = tmp_path / "timeline"
+    table = _timeline_of(saved_dimensions_only_mer, real_asr, recording, out)
+    assert table["labels"] == [] and table["dimensions"] == ["arousal", "valence"] and table["segments"]
+    assert all(s["label"] is None and s["scores"] == {} and set(s["dimensions"]) == {"arousal", "valence"}
+               for s in table["segments"])  # fmt: skip
+    with (out / "timeline.csv").open(newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header == ["start", "end", "transcript", "transcript_source", "arousal", "valence"]
+    printed = capsys.readouterr().out
+    assert "classified in" in printed and "Speech-weighted mean arousal" in printed and "):" not in printed
+    figure = timeline_module.timeline_figure(timeline_module.Timeline.from_json(table))
+    try:  # the dimensions on top, the words under them: no probabilities to draw
+        assert len(figure.axes) == 2 and figure.axes[0].get_ylabel() == "dimension (0-1)"
+        assert figure.axes[0].get_title().endswith(f"{len(table['segments'])} speech segments")
     finally:
         timeline_module._close(figure)

@@ -642,3 +642,76 @@ def test_dimensions_asked_of_the_wrong_corpus_stop_train_py_with_the_reason(synt
     assert result.returncode == 2, result.stderr[-2000:]
     assert "train.py: error: --dimensions arousal: " in result.stderr and "no dimensional ratings" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_train_py_trains_a_dimensions_only_model_and_reports_its_dimensions_alone(
+    synthetic_corpus, encoders, environment, tmp_path
+):
+    output_dir = tmp_path / "run"
+    command = train_command(
+        synthetic_corpus, encoders, output_dir,
+        "--dimensions", "arousal,valence", "--dimensions_only", "--num_epochs", "2", "--early_stopping_patience", "9",
+    )  # fmt: skip
+    result = run(command, environment, cwd=tmp_path)
+    assert "validation the mean CCC of arousal, valence chooses the epoch" in result.stderr
+    fold = output_dir / "session1"
+    metrics = json.loads((fold / "metrics.json").read_text())
+    for epoch in metrics["history"]:
+        assert "val_ua" not in epoch
+        assert epoch["val_score"] == pytest.approx(np.mean([epoch["val_arousal_ccc"], epoch["val_valence_ccc"]]))
+    assert metrics["best_epoch"] == 1 + int(np.argmax([epoch["val_score"] for epoch in metrics["history"]]))
+    assert set(metrics["test"]) == {"num_examples", "dimensions"} and "best_ua" not in metrics
+    rows = json.loads((fold / "predictions.json").read_text())
+    assert rows and all("probabilities" not in row and len(row["dimensions"]) == 2 for row in rows)
+    assert not (fold / "confusion.png").exists()
+
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["averaged"] == {} and results["pooled"] == {} and results["against_probe"] is None
+    for condition in ("test", "test_audio_only", "test_text_only"):
+        assert results["dimensions"]["averaged"][f"{condition}_arousal_ccc"]["mean"] == pytest.approx(
+            metrics[condition]["dimensions"]["arousal"]["ccc"]
+        )
+    assert "| speech only | arousal |" in results["table"] and "UA" not in results["table"]
+    card = (output_dir / "README.md").read_text()
+    assert "type: ccc" in card and "type: accuracy" not in card
+
+    config = json.loads((fold / "model" / "config.json").read_text())
+    assert config["id2label"] == {} and config["dimensions"] == ["arousal", "valence"]
+    assert (
+        config["evaluation"]["test"]["dimensions"]["valence"]["ccc"] == metrics["test"]["dimensions"]["valence"]["ccc"]
+    )
+    from modeling_mer import MERModel
+
+    model = MERModel.from_pretrained(fold / "model")
+    assert model.classifier is None and not model.config.use_cross_pair_task
+
+
+def test_dimensions_only_without_dimensions_is_refused():
+    with pytest.raises(ValueError, match="--dimensions_only without --dimensions"):
+        Arguments(data_dir="corpus", dimensions_only=True).check()
+    with pytest.raises(ValueError, match="the probe predicts classes"):
+        Arguments(data_dir="corpus", dimensions="arousal", dimensions_only=True, baseline="probe-only").check()
+    arguments = Arguments(data_dir="corpus", dimensions="arousal", dimensions_only=True)
+    arguments.check()
+    assert arguments.baseline == "none"
+
+
+def test_a_dataset_with_ratings_and_no_classes_trains_a_dimensions_only_model(
+    synthetic_iemocap, encoders, environment, tmp_path
+):
+    synthetic_iemocap.remove_columns(["label"]).save_to_disk(tmp_path / "ratings")
+    command = [
+        sys.executable, str(REPO / "train.py"), "--dataset", str(tmp_path / "ratings"), "--audio_model", encoders[0],
+        "--text_model", encoders[1], "--output_dir", str(tmp_path / "out"), "--dimensions", "arousal,valence",
+        "--dimension_scale", "0.5,5.5", "--dimensions_only", "--folds", "1", "--num_epochs", "1", "--batch_size", "8",
+        "--ablations", "false",
+    ]  # fmt: skip
+    run(command, environment, cwd=tmp_path)
+    (fold,) = [path for path in (tmp_path / "out").iterdir() if (path / "metrics.json").exists()]
+    metrics = json.loads((fold / "metrics.json").read_text())
+    assert set(metrics["test"]["dimensions"]) == {"arousal", "valence"} and "wa" not in metrics["test"]
+    # Without --dimensions_only, a dataset without classes is still refused, naming the column.
+    command[command.index("--dimensions_only")] = "--seed"
+    command.insert(command.index("--seed") + 1, "1")
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0 and "lacks the columns ['label']" in result.stderr

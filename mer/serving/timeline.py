@@ -63,14 +63,15 @@ class RecordingTooLong(ValueError):
 @dataclass(frozen=True)
 class TimelineSegment:
     """One classified speech segment: where it lies (seconds from the recording's start), what was said, the
-    model's probabilities for each class and, for a model that predicts them, its dimensions (each on [0, 1])."""
+    model's probabilities for each class and, for a model that predicts them, its dimensions (each on [0, 1]). A
+    dimensions-only model's segments have no `label` or `score` (None) and no `scores` (empty)."""
 
     start: float
     end: float
     transcript: str
     transcript_source: str  # "asr" (transcribed) or "given"
-    label: str
-    score: float
+    label: str | None
+    score: float | None
     scores: dict[str, float]
     dimensions: dict[str, float] | None = None
 
@@ -116,8 +117,8 @@ class Timeline:
         shares = ", ".join(f"{label} {count}" for label, count in counts.items() if count)
         return (
             f"{len(self.segments)} speech segments ({speech:.1f} s of speech in {self.duration_seconds:.1f} s) "
-            f"classified in {self.processing_seconds:.1f} s (real-time factor {self.real_time_factor:.3f}): "
-            f"{shares}.{self._dimensions_summary(speech)}{damaged}"
+            f"classified in {self.processing_seconds:.1f} s (real-time factor {self.real_time_factor:.3f})"
+            f"{f': {shares}' if shares else ''}.{self._dimensions_summary(speech)}{damaged}"
         )
 
     def _dimensions_summary(self, speech: float) -> str:
@@ -179,15 +180,15 @@ def classify_segments(
 def _classify(pipe: MERPipeline, batch: list[SpeechSegment], labels: list[str]) -> Iterator[TimelineSegment]:
     inputs = [{"array": segment.waveform, "sampling_rate": VAD_SAMPLING_RATE} for segment in batch]
     for segment, result in zip(batch, pipe(inputs, batch_size=len(inputs)), strict=True):
-        scores = {item["label"]: item["score"] for item in result["labels"]}
-        top = max(scores, key=scores.get)
+        scores = {item["label"]: item["score"] for item in result.get("labels", [])}  # none: dimensions only
+        top = max(scores, key=scores.get) if scores else None
         yield TimelineSegment(
             start=round(segment.start, 3),
             end=round(segment.end, 3),
             transcript=result["transcript"],
             transcript_source="asr" if result["transcribed_by"] else "given",
             label=top,
-            score=scores[top],
+            score=scores.get(top),
             scores={label: scores[label] for label in labels},
             dimensions=result.get("dimensions"),
         )
@@ -335,7 +336,8 @@ class _Writer:
         self.partial = (out_dir / "timeline.partial.jsonl").open("w", encoding="utf-8")
         self.table = (out_dir / "timeline.csv").open("w", newline="", encoding="utf-8")
         self.rows = csv.writer(self.table, lineterminator="\n")
-        header = ["start", "end", "transcript", "transcript_source", "label", "score", *labels, *self.dimensions]
+        classes = ["label", "score", *labels] if labels else []  # a dimensions-only model has none
+        header = ["start", "end", "transcript", "transcript_source", *classes, *self.dimensions]
         self.rows.writerow(header)
         for segment in timeline.segments:  # what a killed run had done
             self.write(segment, timeline.processing_seconds)
@@ -343,9 +345,13 @@ class _Writer:
     def write(self, segment: TimelineSegment, processing_seconds: float) -> None:
         record = {**asdict(segment), "processing_seconds": round(processing_seconds, 3)}
         self.partial.write(json.dumps(record, ensure_ascii=False) + "\n")
+        classes = (
+            [segment.label, f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in self.labels)]
+            if self.labels
+            else []
+        )
         self.rows.writerow(
-            [segment.start, segment.end, spreadsheet_safe(segment.transcript), segment.transcript_source,
-             segment.label, f"{segment.score:.4f}", *(f"{segment.scores[label]:.4f}" for label in self.labels),
+            [segment.start, segment.end, spreadsheet_safe(segment.transcript), segment.transcript_source, *classes,
              *(f"{segment.dimensions[name]:.4f}" for name in self.dimensions)]
         )  # fmt: skip
         for handle in (self.partial, self.table):
@@ -387,8 +393,9 @@ def _counted(chunks: Iterable, timeline: Timeline, bar: tqdm, limit: float | Non
 
 def timeline_figure(timeline: Timeline):
     """The probabilities of each class over time (stacked, one bar per speech segment; gaps are silence), the
-    dimensions under them for a model that predicts them (each segment's value as a level over its span), and each
-    segment's words at the bottom (left to the table when there are too many segments to read them)."""
+    dimensions under them for a model that predicts them (each segment's value as a level over its span; alone at
+    the top for a dimensions-only model), and each segment's words at the bottom (left to the table when there are
+    too many segments to read them)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -397,31 +404,20 @@ def timeline_figure(timeline: Timeline):
     duration = max(timeline.duration_seconds, max((s.end for s in timeline.segments), default=0.0), 1.0)
     width = min(max(8.0, duration / 8), 30.0)
     show_words = 0 < len(timeline.segments) <= _MAX_SEGMENTS_WITH_WORDS
-    show_dimensions = bool(timeline.dimensions and timeline.segments)
-    ratios = [3, *([2] if show_dimensions else []), *([3] if show_words else [])]
+    show_scores = bool(timeline.labels)
+    show_dimensions = bool(timeline.dimensions) and (bool(timeline.segments) or not show_scores)
+    ratios = [*([3] if show_scores else []), *([2] if show_dimensions else []), *([3] if show_words else [])]
     figure, axes = plt.subplots(
-        len(ratios), 1, figsize=(width, 3.5 + 2.2 * show_dimensions + 3 * show_words), sharex=True, squeeze=False,
-        gridspec_kw={"height_ratios": ratios},
+        len(ratios), 1, figsize=(width, 1.3 + 2.2 * show_scores + 2.2 * show_dimensions + 3 * show_words),
+        sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios},
     )  # fmt: skip
-    scores_axis = axes[0][0]
-    colours = plt.get_cmap("tab10")
-    starts = np.array([segment.start for segment in timeline.segments])
-    widths = np.array([segment.end - segment.start for segment in timeline.segments])
-    bottoms = np.zeros(len(timeline.segments))
-    for index, label in enumerate(timeline.labels):
-        heights = np.array([segment.scores[label] for segment in timeline.segments])
-        scores_axis.bar(starts, heights, width=widths, bottom=bottoms, align="edge", color=colours(index % 10),
-                        label=label, linewidth=0)  # fmt: skip
-        bottoms = bottoms + heights
-    if timeline.segments:
-        scores_axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    scores_axis.set_ylim(0, 1)
-    scores_axis.set_xlim(0, duration)
-    scores_axis.set_ylabel("probability")
-    title = f"{Path(timeline.recording).name}: {len(timeline.segments)} speech segments"
-    scores_axis.set_title(title if timeline.segments else f"{Path(timeline.recording).name}: no speech found")
+    if show_scores:
+        _plot_scores(axes[0][0], timeline, plt.get_cmap("tab10"))
     if show_dimensions:
-        _plot_dimensions(axes[1][0], timeline, plt.get_cmap("Dark2"))
+        _plot_dimensions(axes[int(show_scores)][0], timeline, plt.get_cmap("Dark2"))
+    axes[0][0].set_xlim(0, duration)
+    title = f"{Path(timeline.recording).name}: {len(timeline.segments)} speech segments"
+    axes[0][0].set_title(title if timeline.segments else f"{Path(timeline.recording).name}: no speech found")
     if show_words:
         words_axis = axes[-1][0]
         words_axis.set_ylim(0, 1)
@@ -438,6 +434,22 @@ def timeline_figure(timeline: Timeline):
     return figure
 
 
+def _plot_scores(axis, timeline: Timeline, colours) -> None:
+    """Each segment's class probabilities, stacked over its span (gaps are silence)."""
+    starts = np.array([segment.start for segment in timeline.segments])
+    widths = np.array([segment.end - segment.start for segment in timeline.segments])
+    bottoms = np.zeros(len(timeline.segments))
+    for index, label in enumerate(timeline.labels):
+        heights = np.array([segment.scores[label] for segment in timeline.segments])
+        axis.bar(starts, heights, width=widths, bottom=bottoms, align="edge", color=colours(index % 10), label=label,
+                 linewidth=0)  # fmt: skip
+        bottoms = bottoms + heights
+    if timeline.segments:
+        axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("probability")
+
+
 def _plot_dimensions(axis, timeline: Timeline, colours) -> None:
     """Each dimension as a level over each segment's span (gaps are silence: no value), on [0, 1]."""
     for index, name in enumerate(timeline.dimensions):
@@ -450,7 +462,8 @@ def _plot_dimensions(axis, timeline: Timeline, colours) -> None:
     axis.set_ylim(0, 1)
     axis.set_ylabel("dimension (0-1)")
     axis.axhline(0.5, color="0.8", linewidth=0.5, zorder=0)
-    axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    if timeline.segments:
+        axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
 
 
 def _close(figure) -> None:

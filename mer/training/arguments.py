@@ -97,6 +97,16 @@ class Arguments:
             "validation UA and CCC."
         },
     )
+    dimensions_only: bool = field(
+        default=False,
+        metadata={
+            "help": "With --dimensions: a dimensions-only model (no classifier, no auxiliary tasks), trained with the "
+            "CCC loss alone; the epoch is chosen by the mean validation CCC and the run reports CCC, r and MAE only. "
+            "The corpus's class labels still choose its utterances (e.g. IEMOCAP's --dataset_config) but are not "
+            "learnt; a --dataset without a label column needs none. The probe reads classes: --baseline probe (the "
+            "default) is then not fitted."
+        },
+    )
     dimension_scale: str | None = field(
         default=None,
         metadata={
@@ -352,6 +362,15 @@ class Arguments:
         from mer.training.dimensions import parse_dimensions
 
         parse_dimensions(self.dimensions)
+        if self.dimensions_only:
+            if not self.dimensions:
+                raise ValueError("--dimensions_only without --dimensions: name the dimensions to train.")
+            if self.baseline == "probe-only":
+                raise ValueError(
+                    "--dimensions_only with --baseline probe-only: the probe predicts classes, and a dimensions-only "
+                    "run has none to compare."
+                )
+            self.baseline = "none"  # the probe reads classes (see --dimensions_only)
         if self.dimension_scale is not None:
             if self.dataset is None:
                 raise ValueError(

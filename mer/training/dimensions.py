@@ -152,14 +152,17 @@ def selection_score(scores: dict, classes: bool = True) -> float:
     alone, and for both the mean of the two (a dimension without ratings in validation counts as CCC 0)."""
     if "dimensions" not in scores:
         return scores["ua"]
+    classes = classes and "ua" in scores  # a dimensions-only model's scores have no UA
     cccs = [value["ccc"] for value in scores["dimensions"].values()]
     ccc = float(np.mean([0.0 if math.isnan(value) else value for value in cccs]))
     return (scores["ua"] + ccc) / 2 if classes else ccc
 
 
-def describe_selection(dimensions: list[str]) -> str:
+def describe_selection(dimensions: list[str], classes: bool = True) -> str:
     """The protocol line's words for `selection_score`."""
     if not dimensions:
         return "validation UA chooses the epoch"
     ccc = f"the CCC of {dimensions[0]}" if len(dimensions) == 1 else f"the mean CCC of {', '.join(dimensions)}"
+    if not classes:
+        return f"validation {ccc} chooses the epoch"
     return f"the mean of validation UA and {ccc} chooses the epoch"

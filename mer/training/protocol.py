@@ -33,6 +33,9 @@ __all__ = [
     "utterance_ids",
 ]
 
+# The one class of a `--dataset` that has ratings and no classes, trained with `--dimensions_only`.
+UNCLASSIFIED = "unclassified"
+
 logger = logging.getLogger(__name__)
 
 FINAL_FIT = "final"  # the name of the model trained on every fold (--final_fit)
@@ -63,6 +66,9 @@ def load_corpus(args: Arguments) -> Corpus:
         merges = _merges(CONFIG_LABELS[args.dataset_config][1])
     else:
         folds, name = _folds_of(_load_dataset(args.dataset), args.fold_column), args.dataset
+    if args.dimensions_only and all(args.label_column not in dataset.column_names for dataset in folds.values()):
+        # Ratings without classes: one placeholder class, which nothing learns (`--dimensions_only`).
+        folds = {fold: data.add_column(args.label_column, [UNCLASSIFIED] * len(data)) for fold, data in folds.items()}
     columns = (args.audio_column, args.text_column, args.label_column)
     for fold, dataset in folds.items():
         missing = [column for column in columns if column not in dataset.column_names]
@@ -244,9 +250,13 @@ def describe_protocol(args: Arguments, corpus: Corpus, plan: list[FoldSplit]) ->
     if corpus.dimensions:
         classes += f"; dimensions {', '.join(corpus.dimensions)} on [0, 1]{_missing_ratings(corpus)}"
         scores += "; per dimension CCC (concordance correlation), Pearson's r and MAE"
+    if args.dimensions_only:
+        classes += " (a dimensions-only model: the classes choose the utterances and are not learnt)"
+        scores = "per dimension CCC (concordance correlation), Pearson's r and MAE"
+    selection = describe_selection(corpus.dimensions, classes=not args.dimensions_only)
     return (
-        f"{folds}; {classes}; {validation}; {describe_selection(corpus.dimensions)}, the test fold never does; "
-        f"{transcripts}; {scores}; {combined}."
+        f"{folds}; {classes}; {validation}; {selection}, the test fold never does; {transcripts}; {scores}; "
+        f"{combined}."
     )
 
 

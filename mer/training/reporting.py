@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,7 @@ def summarise(
     import torch
     import transformers
 
-    label_names = corpus.label_names
+    label_names = [] if args.dimensions_only else corpus.label_names  # a dimensions-only model has no classes
     seeds = sorted(results)
     known = {name: str(c) for name, c in evaluation_conditions(args.transcripts, args.ablations).items()}
     known |= PROBE_CONDITIONS
@@ -230,9 +231,12 @@ def against_probe_line(summary: dict) -> str:
 
 def _combine(scored, fold_names: list[str], conditions, metric, label_names: list[str]) -> tuple[dict, dict]:
     """Per condition and score: the mean over folds (std over folds and over seeds), and the pooled score (std over
-    seeds). `scored`: seed -> fold -> condition -> scores."""
+    seeds). `scored`: seed -> fold -> condition -> scores. Nothing without `label_names` (a dimensions-only
+    model)."""
     seeds = sorted(scored)
     averaged, pooled = {}, {}
+    if not label_names:
+        return averaged, pooled
     for condition in conditions:
         for key in SCORES:
             averaged[f"{condition}_{key}"] = _over_folds_and_seeds(
@@ -293,7 +297,8 @@ def _per_corpus(scored, conditions, metric, label_names: list[str], dimensions: 
         corpora[name] = {
             "folds": {
                 fold: {
-                    c: {k: float(np.mean([mine[s][fold][c][k] for s in seeds])) for k in SCORES} for c in conditions
+                    c: {k: float(np.mean([mine[s][fold][c][k] for s in seeds])) for k in SCORES}
+                    for c in (conditions if label_names else [])
                 }
                 for fold in folds
             },
@@ -317,7 +322,11 @@ def _fold_scores(scored: dict[int, dict[str, dict]], fold_names: list[str], cond
     for fold in fold_names:
         records = {seed: scored[seed][fold] for seed in scored}
         folds[fold] = {
-            condition: {key: float(np.mean([r[condition][key] for r in records.values()])) for key in SCORES}
+            condition: {
+                key: float(np.mean([r[condition][key] for r in records.values()]))
+                for key in SCORES
+                if key in records[min(records)][condition]  # none for a dimensions-only model
+            }
             for condition in conditions
         }
         folds[fold]["seeds"] = records
@@ -340,6 +349,8 @@ def _pooled(metric, outcomes: list[dict], label_names: list[str]) -> dict:
 def results_table(summary: dict) -> str:
     """Two Markdown tables: every fold's scores (averaged over seeds), then each condition averaged over folds and
     pooled over them, with the word error rate of speech recognition where it made transcripts."""
+    if not summary["classes"]:
+        return dimensions_only_table(summary)
     conditions = summary["conditions"]
     wer = summary.get("asr", {}).get("word_error_rate", {})
     main = next(iter(conditions))  # MER with both modalities; the speech probe in a run of the probe alone
@@ -373,6 +384,18 @@ def results_table(summary: dict) -> str:
     if "corpora" in summary:
         lines += ["", corpora_table(summary)]
     return "\n".join(lines)
+
+
+def dimensions_only_table(summary: dict) -> str:
+    """A dimensions-only run's tables: every fold's CCC per dimension with both modalities (averaged over seeds),
+    then `dimensions_table`."""
+    names = summary["dimensions"]["names"]
+    lines = [_row(["fold", *(f"{name} CCC" for name in names)]), _row(["---"] * (1 + len(names)))]
+    for fold, outcome in summary["folds"].items():
+        by_seed = [record["test"] for record in outcome["seeds"].values()] if "seeds" in outcome else [outcome["test"]]
+        cccs = [np.mean([scores["dimensions"][name]["ccc"] for scores in by_seed]) for name in names]
+        lines.append(_row([fold, *(f"{value:.3f}" for value in cccs)]))
+    return "\n".join([*lines, "", dimensions_table(summary)])
 
 
 def dimensions_table(summary: dict) -> str:
@@ -517,6 +540,8 @@ def write_model_card(output_dir: Path, summary: dict, args: Arguments) -> None:
         )
 
     metric_types = {"wa": "accuracy", "ua": "recall", "micro_f1": "f1", "macro_f1": "f1"}
+    if not summary["classes"]:  # a dimensions-only model: its CCC alone
+        metric_types = {}
     dataset_type = "iemocap" if args.data_dir else (args.dataset or "+".join(summary.get("corpora", {})))
     dimensions = summary.get("dimensions", {})
     for condition, description in summary["conditions"].items():
@@ -531,7 +556,7 @@ def write_model_card(output_dir: Path, summary: dict, args: Arguments) -> None:
             label = f"CCC of {dimension}, {description} (mean over folds)"
             result("Dimensional emotion recognition", dataset_type, summary["dataset"], "ccc", label, value)
     for corpus, scores in summary.get("corpora", {}).items():  # each corpus of a pooled run, pooled over its folds
-        for key, metric_type in metric_types.items():
+        for key, metric_type in metric_types.items() if scores["pooled"] else ():
             label = f"{SCORES[key]}, {summary['conditions']['test']} (pooled over its folds)"
             value = scores["pooled"][f"test_{key}"]["mean"]
             result("Multimodal emotion recognition", corpus, corpus, metric_type, label, value)
@@ -541,13 +566,29 @@ def write_model_card(output_dir: Path, summary: dict, args: Arguments) -> None:
         model_name=name,
         eval_results=results or None,
     )
+    classes = summary["classes"]
+    learnt = f"Classes: {', '.join(classes)}." if classes else "A dimensions-only model (no classes)."
+    modalities = "Speech only / transcripts only: the same model with the transcript emptied / the audio silenced."
+    combined = "Averaged: the mean of the fold scores; pooled: every test utterance scored together."
+    probe = (
+        "Linear probe: a logistic regression on the pretrained towers' frozen features (mean and standard deviation "
+        "over time of the last layer), trained on the same folds, its regularisation chosen on the same validation "
+        "speakers: what the encoders give without fine-tuning."
+    )
+    scores = "WA: accuracy; UA: mean per-class recall; micro-F1 equals WA for single-label classes."
+    said = [scores, modalities, probe, combined] if classes else [modalities, combined]
+    reading = textwrap.fill(" ".join(said), width=119)
+    compared = f"\n## Compared with published results\n\n{comparison_table(summary)}\n" if classes else ""
+    answer = (
+        "probabilities = model(**inputs).logits.softmax(-1)" if classes else "dimensions = model(**inputs).dimensions"
+    )
     body = f"""
 # {name}
 
 MER: {args.audio_model} hears the speech, {args.text_model} reads the transcript, and cross-modal attention fuses
-them, trained with two auxiliary tasks (cross-pair emotion prediction and emotion consistency).
+them{", trained with two auxiliary tasks (cross-pair emotion prediction and emotion consistency)" if classes else ""}.
 
-Trained and tested on {summary["dataset"]}. Classes: {", ".join(summary["classes"])}.{_dimensions_line(summary)}
+Trained and tested on {summary["dataset"]}. {learnt}{_dimensions_line(summary)}
 
 Protocol: {summary["protocol"]}
 {_validation_speakers(summary["folds"])}
@@ -555,16 +596,8 @@ Protocol: {summary["protocol"]}
 
 {training_line(summary)}
 
-WA: accuracy; UA: mean per-class recall; micro-F1 equals WA for single-label classes. Speech only / transcripts only:
-the same model with the transcript emptied / the audio silenced. Linear probe: a logistic regression on the pretrained
-towers' frozen features (mean and standard deviation over time of the last layer), trained on the same folds, its
-regularisation chosen on the same validation speakers: what the encoders give without fine-tuning. Averaged: the mean
-of the fold scores; pooled: every test utterance scored together.
-
-## Compared with published results
-
-{comparison_table(summary)}
-
+{reading}
+{compared}
 ## Use
 
 ```python
@@ -573,7 +606,7 @@ from transformers import AutoModel, AutoProcessor
 model = AutoModel.from_pretrained("{name}", trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained("{name}", trust_remote_code=True)
 inputs = processor(audio=waveform, text=transcript, sampling_rate=rate)
-probabilities = model(**inputs).logits.softmax(-1)
+{answer}
 ```
 """
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
@@ -623,8 +656,9 @@ def push_model_to_hub(model_dir: Path, card: Path, repo_id: str, private: bool =
 
 
 def _headline_scores(scores: dict) -> dict:
-    """A condition's scores as a model's config keeps them: WA, UA, the utterances, and each dimension's scores."""
-    kept = {key: scores[key] for key in ("wa", "ua", "num_examples")}
+    """A condition's scores as a model's config keeps them: WA and UA (none for a dimensions-only model), the
+    utterances, and each dimension's scores."""
+    kept = {key: scores[key] for key in ("wa", "ua", "num_examples") if key in scores}
     if "dimensions" in scores:
         kept["dimensions"] = {
             name: {key: value[key] for key in (*DIMENSION_SCORES, "num_examples")}

@@ -49,14 +49,14 @@ class FoldState:
     best_score: float | None = None
 
     def record_epoch(self, summary: dict) -> bool:
-        """Adds a finished epoch (`summary` holds at least `val_ua`, and `val_score` when something else than UA
-        chooses the epoch); returns whether it is the best so far."""
+        """Adds a finished epoch (`summary` holds `val_ua`, or `val_score` when something else than UA chooses the
+        epoch, or both); returns whether it is the best so far."""
         self.epoch += 1
         self.history.append({"epoch": self.epoch, **summary})
-        value = summary.get("val_score", summary["val_ua"])
+        value = summary.get("val_score", summary.get("val_ua"))
         improved = value > self.chosen_score
-        if improved:
-            self.best_score, self.best_ua, self.best_epoch = value, summary["val_ua"], self.epoch
+        if improved:  # a dimensions-only model has no UA: its best_ua stays unset (-1)
+            self.best_score, self.best_ua, self.best_epoch = value, summary.get("val_ua", self.best_ua), self.epoch
             self.epochs_without_gain = 0
         else:
             self.epochs_without_gain += 1
