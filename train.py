@@ -50,6 +50,7 @@ from mer.training.folds import Corpus, FoldSplit
 from mer.training.protocol import describe_protocol, load_corpus, plan_folds
 from mer.training.reporting import (
     evaluation_conditions,
+    json_text,
     push_model_to_hub,
     record_evaluation_in_config,
     save_confusion_matrix,
@@ -158,7 +159,7 @@ def main() -> None:
 
     if accelerator.is_main_process:
         summary = summarise(results, args, corpus, protocol, accelerator, metric, asr)
-        (output_dir / "results.json").write_text(json.dumps(summary, indent=2))
+        (output_dir / "results.json").write_text(json_text(summary))
         if args.baseline != "probe-only":  # a run of the probe alone has no model to describe
             write_model_card(output_dir, summary, args)
         logger.info("%s\n\n%s", protocol, summary["table"])
@@ -293,7 +294,7 @@ def train_and_test_fold(
     if split.test is not None:
         record.update(score_test_fold(accelerator, args, fold.model, processor, metric, corpus, split, fold_dir))
     if accelerator.is_main_process:
-        (fold_dir / "metrics.json").write_text(json.dumps(record, indent=2))
+        (fold_dir / "metrics.json").write_text(json_text(record))
     accelerator.wait_for_everyone()
     accelerator.free_memory()
     return record
@@ -318,7 +319,7 @@ def probe_fold_record(accelerator, corpus: Corpus, split: FoldSplit, fold_dir: P
         record["corpora"] = by_corpus
     if accelerator.is_main_process:
         fold_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2))
+        path.write_text(json_text(record))
     accelerator.wait_for_everyone()
     return record
 
@@ -477,7 +478,7 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
             ids = corpus.ids_of(split.test)
             rows = [{"id": ids[row.pop("index")], **row} for row in predictions]
             rows.sort(key=lambda row: row["id"])
-            (fold_dir / f"predictions{suffix}.json").write_text(json.dumps(rows, indent=1))
+            (fold_dir / f"predictions{suffix}.json").write_text(json_text(rows, indent=1))
     if accelerator.is_main_process:
         trained_on = [min(seconds, args.max_audio_seconds) for seconds in corpus.durations_of(split.train)]
         record_evaluation_in_config(

@@ -4,6 +4,8 @@ Made-up fold records with known confusion matrices, so every figure can be check
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +17,14 @@ from dimension_reference import reference_ccc
 
 from mer.training.arguments import Arguments
 from mer.training.dimensions import score_dimensions
-from mer.training.reporting import PUBLISHED_RESULTS, evaluation_conditions, summarise, write_model_card
+from mer.training.reporting import (
+    PUBLISHED_RESULTS,
+    evaluation_conditions,
+    json_text,
+    record_evaluation_in_config,
+    summarise,
+    write_model_card,
+)
 
 METRIC = Path(__file__).resolve().parents[1] / "metrics" / "emotion_recognition"
 LABELS = ["neutral", "happy"]
@@ -157,3 +166,19 @@ def test_dimensions_are_averaged_over_folds_pooled_from_every_utterance_and_give
     assert dimensions["unrated_test_utterances"]["test_arousal"] == 0
     assert summary["corpora"]["iemocap"]["dimensions"]["pooled"] == dimensions["pooled"]
     assert "| speech + gold transcripts | arousal |" in summary["table"]
+
+
+def test_a_score_that_is_not_a_number_is_written_as_null_for_every_json_reader(make_model, tmp_path):
+    scores = {"ccc": math.nan, "pearson_r": math.inf, "mae": 0.25, "moments": [1.0, -math.inf], "ok": "x"}
+    text = json_text({"test": {"dimensions": {"valence": scores}}})
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["test"]["dimensions"]["valence"] == {
+        "ccc": None, "pearson_r": None, "mae": 0.25, "moments": [1.0, None], "ok": "x"
+    }  # fmt: skip
+    # The published model's config too: a dimension with one rating in the test fold scores null, not NaN.
+    make_model(dimensions=["valence"]).save_pretrained(tmp_path)
+    outcome = {"test": {"wa": 0.5, "ua": 0.5, "num_examples": 2, "dimensions": {"valence": {
+        "ccc": math.nan, "pearson_r": math.nan, "mae": 0.1, "num_examples": 2}}}}  # fmt: skip
+    record_evaluation_in_config(tmp_path, outcome, "fold1")
+    text = (tmp_path / "config.json").read_text()
+    assert "NaN" not in text and json.loads(text)["evaluation"]["test"]["dimensions"]["valence"]["ccc"] is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import textwrap
@@ -23,6 +24,7 @@ __all__ = [
     "Condition",
     "cpu_model",
     "hardware",
+    "json_text",
     "push_model_to_hub",
     "record_evaluation_in_config",
     "save_confusion_matrix",
@@ -33,6 +35,23 @@ __all__ = [
 
 # The scores of every condition, and their names in tables.
 SCORES = {"wa": "WA", "ua": "UA", "micro_f1": "micro-F1", "macro_f1": "macro-F1"}
+
+
+def json_text(value, indent: int = 2) -> str:
+    """`value` as standard JSON: a score that is not a number (the CCC of a dimension with fewer than two ratings,
+    Pearson's r of a constant) becomes null, which every JSON reader takes, where Python's default writes `NaN`,
+    which `jq`, JavaScript and strict parsers refuse."""
+
+    def finite(item):
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: finite(inner) for key, inner in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [finite(inner) for inner in item]
+        return item
+
+    return json.dumps(finite(value), indent=indent, allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -697,7 +716,7 @@ def record_evaluation_in_config(
             corpus: {c: _headline_scores(scores) for c, scores in scores_by_condition.items()}
             for corpus, scores_by_condition in by_corpus.items()
         }
-    records = {"evaluation": evaluation}
+    records = {"evaluation": json.loads(json_text(evaluation))}  # a NaN score as null
     if len(training_seconds):
         percentiles = np.percentile(np.asarray(training_seconds, dtype=float), [5, 50, 95])
         records["training_utterance_seconds"] = {
