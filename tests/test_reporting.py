@@ -166,6 +166,9 @@ def test_dimensions_are_averaged_over_folds_pooled_from_every_utterance_and_give
     assert dimensions["unrated_test_utterances"]["test_arousal"] == 0
     assert summary["corpora"]["iemocap"]["dimensions"]["pooled"] == dimensions["pooled"]
     assert "| speech + gold transcripts | arousal |" in summary["table"]
+    # The corpus's own row, under a table of its own.
+    ccc = summary["corpora"]["iemocap"]["dimensions"]["averaged"]["test_arousal_ccc"]
+    assert f"| iemocap | speech + gold transcripts | arousal | {ccc['mean']:.3f} ± " in summary["table"]
 
 
 def test_a_score_that_is_not_a_number_is_written_as_null_for_every_json_reader(make_model, tmp_path):

@@ -419,20 +419,33 @@ def dimensions_only_table(summary: dict) -> str:
 
 def dimensions_table(summary: dict) -> str:
     """Each condition and dimension: CCC averaged over folds (± std over folds) and pooled, Pearson's r and MAE
-    pooled, and the test utterances without a rating (left out)."""
-    dimensions, conditions = summary["dimensions"], summary["conditions"]
+    pooled, and the test utterances without a rating (left out); then the same for each corpus of a pooled run, over
+    the folds that tested it."""
+    corpora = [(name, result["dimensions"]) for name, result in summary.get("corpora", {}).items()]
     header = ["condition", "dimension", "CCC (mean ± std over folds)", "CCC pooled", "r pooled", "MAE pooled"]
-    lines = [_row(header + ["unrated"]), _row(["---"] * (len(header) + 1))]
+    header += ["unrated"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    lines += _dimension_rows(summary["dimensions"], summary["conditions"])
+    if corpora:
+        lines += ["", _row(["test corpus", *header]), _row(["---"] * (1 + len(header)))]
+        lines += [row for name, scores in corpora for row in _dimension_rows(scores, summary["conditions"], name)]
+    return "\n".join(lines)
+
+
+def _dimension_rows(dimensions: dict, conditions: dict, corpus: str | None = None) -> list[str]:
+    """`dimensions_table`'s rows for one set of scores (`_combine_dimensions`), after a `corpus` cell if named."""
+    rows = []
     for condition, description in conditions.items():
         for name in dimensions["names"]:
             key = f"{condition}_{name}"
             if f"{key}_ccc" not in dimensions["averaged"]:
                 continue
             pooled = dimensions["pooled"]
-            cells = [description, name, _spread(dimensions["averaged"][f"{key}_ccc"], "std_over_folds", 1)]
+            cells = [*([corpus] if corpus else []), description, name]
+            cells.append(_spread(dimensions["averaged"][f"{key}_ccc"], "std_over_folds", 1))
             cells += [f"{pooled[f'{key}_{score}']['mean']:.3f}" for score in DIMENSION_SCORES]
-            lines.append(_row(cells + [str(dimensions["unrated_test_utterances"][key])]))
-    return "\n".join(lines)
+            rows.append(_row(cells + [str(dimensions["unrated_test_utterances"][key])]))
+    return rows
 
 
 def corpora_table(summary: dict) -> str:
