@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from math import gcd
 from pathlib import Path
@@ -36,7 +37,16 @@ from scipy.signal import resample_poly
 from dataset_scripts.iemocap import scan_corpus
 from dataset_scripts.synthetic import CorpusSummary
 
-__all__ = ["LongRecording", "PlacedUtterance", "build_long_recording", "load_long_recording", "main"]
+__all__ = [
+    "LongRecording",
+    "PlacedUtterance",
+    "build_long_recording",
+    "check_pause_and_noise",
+    "load_long_recording",
+    "main",
+    "noise_floor",
+    "trimmed_speech",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -119,17 +129,12 @@ def build_long_recording(
     root = corpus.path if isinstance(corpus, CorpusSummary) else Path(corpus)
     examples = _four_class_utterances(root)
     order_rng, pause_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-    noise_rms = None if noise_dbfs is None else 10 ** (noise_dbfs / 20)
+    noisy = noise_floor(noise_dbfs, noise_rng)
     limit = math.inf if minutes is None else minutes * 60 * sampling_rate
 
     def pause() -> np.ndarray:
         seconds = pause_rng.uniform(*pause_seconds)
         return np.zeros(round(seconds * sampling_rate), dtype=np.float32)
-
-    def noisy(samples: np.ndarray) -> np.ndarray:
-        if noise_rms is not None:
-            samples = samples + (noise_rms * noise_rng.standard_normal(samples.size)).astype(np.float32)
-        return np.clip(samples, -1.0, 1.0)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     placed, position = [], 0
@@ -137,7 +142,7 @@ def build_long_recording(
         for example in _endless(examples, order_rng):
             if len(placed) == count or position >= limit:
                 break
-            speech = _speech(Path(example["audio"]), sampling_rate)
+            speech = trimmed_speech(Path(example["audio"]), sampling_rate)
             if speech.size == 0:
                 continue
             gap = pause()
@@ -192,6 +197,14 @@ def _check_arguments(
         raise ValueError(f"minutes must be > 0, got {minutes!r}")
     if count is not None and not (isinstance(count, numbers.Integral) and count >= 1):
         raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    check_pause_and_noise(pause_seconds, noise_dbfs)
+    if not (isinstance(sampling_rate, numbers.Integral) and sampling_rate > 0):
+        raise ValueError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
+
+
+def check_pause_and_noise(pause_seconds: tuple[float, float], noise_dbfs: float | None) -> None:
+    """Raises ValueError, naming the argument, for a pause range that is not ``0 <= shortest <= longest`` or a noise
+    level that is not below 0 dBFS."""
     shortest, longest = pause_seconds
     if not (math.isfinite(longest) and 0 <= shortest <= longest):
         raise ValueError(
@@ -199,8 +212,19 @@ def _check_arguments(
         )
     if noise_dbfs is not None and not (math.isfinite(noise_dbfs) and noise_dbfs < 0):
         raise ValueError(f"noise_dbfs must be below 0 dB full scale (or None for silence), got {noise_dbfs!r}")
-    if not (isinstance(sampling_rate, numbers.Integral) and sampling_rate > 0):
-        raise ValueError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
+
+
+def noise_floor(noise_dbfs: float | None, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
+    """`samples -> samples` with white noise of RMS `noise_dbfs` (dB full scale) added from `rng` and clipped to
+    [-1, 1]; only clipped for None (digital silence)."""
+    rms = None if noise_dbfs is None else 10 ** (noise_dbfs / 20)
+
+    def noisy(samples: np.ndarray) -> np.ndarray:
+        if rms is not None:
+            samples = samples + (rms * rng.standard_normal(samples.size)).astype(np.float32)
+        return np.clip(samples, -1.0, 1.0)
+
+    return noisy
 
 
 def _four_class_utterances(root: Path) -> list[dict]:
@@ -223,7 +247,7 @@ def _endless(examples: list[dict], rng: np.random.Generator):
             yield examples[index]
 
 
-def _speech(path: Path, sampling_rate: int) -> np.ndarray:
+def trimmed_speech(path: Path, sampling_rate: int) -> np.ndarray:
     """The utterance as mono float32 at `sampling_rate`, without the silence at its ends."""
     samples, rate = sf.read(path, dtype="float32", always_2d=True)
     samples = samples.mean(axis=1)
