@@ -47,7 +47,7 @@ from mer.training.data import LengthGroupedSampler, MERCollator, UtteranceDatase
 from mer.training.dimensions import score_dimensions, selection_score, with_dimensions
 from mer.training.fold_export import export_folds
 from mer.training.folds import Corpus, FoldSplit
-from mer.training.protocol import describe_protocol, load_corpus, plan_folds
+from mer.training.protocol import describe_protocol, load_corpus, plan_folds, predicted_classes
 from mer.training.reporting import (
     evaluation_conditions,
     json_text,
@@ -282,7 +282,7 @@ def train_and_test_fold(
         publish_best_model(checkpoint, fold_dir / "model")
     record = {
         "best_epoch": state.best_epoch,
-        **({"best_ua": state.best_ua} if not args.dimensions_only else {}),
+        **({"best_ua": state.best_ua} if predicted_classes(args, corpus) else {}),
         **({"best_score": state.best_score} if corpus.dimensions else {}),
         "history": state.history,
         "stopped_early": len(state.history) < args.num_epochs,
@@ -368,6 +368,7 @@ def prepare_fold(accelerator, args, corpus: Corpus, split: FoldSplit, processor,
             max_audio_seconds=args.max_audio_seconds,
             window_seconds=model.config.audio_max_seconds,
             modality_dropout=model.config.modality_dropout,
+            with_labels=bool(predicted_classes(args, corpus)),  # a dimensions-only model learns from the ratings alone
         ),
         num_workers=args.num_workers,
     )
@@ -386,8 +387,8 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
     """Epochs until `--num_epochs` or early stopping, each followed by validation and a checkpoint; continues after
     the last finished epoch of an interrupted run."""
     state = load_checkpoint(accelerator, checkpoint) or FoldState()
-    classes = not args.dimensions_only
-    chosen_by = "UA" if not corpus.dimensions else "score (mean of UA and CCC)" if classes else "mean CCC"
+    label_names = predicted_classes(args, corpus)
+    chosen_by = "UA" if not corpus.dimensions else "score (mean of UA and CCC)" if label_names else "mean CCC"
     if state.epoch:
         logger.info("%s: resuming after epoch %d (best validation %s %.4f)", name, state.epoch, chosen_by,
                     state.chosen_score)  # fmt: skip
@@ -414,13 +415,13 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         started = time.perf_counter()
         train_loss = train_epoch(accelerator, fold, f"{name} epoch {epoch + 1}")
         predictions = predict(accelerator, fold.model, fold.validation)
-        scores = score(predictions, metric, corpus.label_names if classes else [], corpus.dimensions)
+        scores = score(predictions, metric, label_names, corpus.dimensions)
         cccs = {f"val_{dimension}_ccc": value["ccc"] for dimension, value in scores.get("dimensions", {}).items()}
         improved = state.record_epoch(
             {
                 "train_loss": train_loss,
                 "audio_tower_learning": audio_learning,
-                **({"val_wa": scores["wa"], "val_ua": scores["ua"]} if classes else {}),
+                **({"val_wa": scores["wa"], "val_ua": scores["ua"]} if label_names else {}),
                 **cccs,
                 "val_score": selection_score(scores),
                 "learning_rates": fold.scheduler.get_last_lr(),
@@ -435,7 +436,7 @@ def train_fold(accelerator, args, fold: FoldTraining, name, checkpoint: Path, pr
         logger.info(
             "%s epoch %d: train loss %.4f, validation %s",
             name, state.epoch, train_loss,
-            ", ".join([*([f"WA {scores['wa']:.4f} UA {scores['ua']:.4f}"] if classes else []),
+            ", ".join([*([f"WA {scores['wa']:.4f} UA {scores['ua']:.4f}"] if label_names else []),
                        *(f"{key.removeprefix('val_')} {value:.4f}" for key, value in cccs.items())]),
         )  # fmt: skip
         accelerator.log({f"{name}/train_loss": train_loss, f"{name}/val_score": chosen}, step=state.epoch)
@@ -457,6 +458,7 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
     outcome, by_corpus = {}, {}
     conditions = evaluation_conditions(args.transcripts, args.ablations)
     model_config = accelerator.unwrap_model(model).config
+    label_names = predicted_classes(args, corpus)
     for name, condition in conditions.items():
         text_column = ASR_TEXT_COLUMN if condition.transcripts == "asr" else args.text_column
         loader = accelerator.prepare(
@@ -465,7 +467,6 @@ def score_test_fold(accelerator, args, model, processor, metric, corpus, split, 
             )
         )
         predictions = predict(accelerator, model, loader)
-        label_names = corpus.label_names if model_config.predicts_classes else []
         outcome[name] = score(predictions, metric, label_names, corpus.dimensions)
         for part, rows in predictions_by_corpus(corpus, split.test, predictions).items():
             by_corpus.setdefault(part, {})[name] = score(rows, metric, label_names, corpus.dimensions)
@@ -584,12 +585,9 @@ def train_epoch(accelerator, fold: FoldTraining, description: str) -> float:
     """One pass over the training loader; returns the mean loss over all processes. The losses stay on the device
     until the end of the epoch: the progress bar reads the latest one every `LOSS_DISPLAY_STEPS` steps only."""
     fold.model.train()
-    classes = accelerator.unwrap_model(fold.model).config.predicts_classes
     losses = []
     steps = tqdm(fold.training, desc=description, leave=False, disable=not accelerator.is_local_main_process)
     for step, batch in enumerate(steps):
-        if not classes:  # a dimensions-only model learns from the ratings alone
-            batch.pop("labels")
         try:
             with accelerator.accumulate(fold.model):
                 loss = fold.model(**batch).loss

@@ -289,17 +289,19 @@ class PredictionLog:
     def record(self, path: Path, result: dict | None = None, error: str | None = None, **audio) -> dict:
         """One file's record: the pipeline's `result`, or the `error` that kept it from one; `audio` holds
         `seconds` and `cropped`."""
-        scores = {item["label"]: item["score"] for item in result["labels"]} if result and self.labels else {}
-        top = max(scores, key=scores.get) if scores else None
+        classes = {}  # a dimensions-only model has none
+        if self.labels:
+            scores = {item["label"]: item["score"] for item in result["labels"]} if result else {}
+            top = max(scores, key=scores.get) if scores else None
+            classes = {
+                "label": top,
+                "score": scores.get(top),
+                "scores": {label: scores[label] for label in self.labels} if scores else None,
+            }
         transcribed_by = result["transcribed_by"] if result else None
-        classes = {
-            "label": top,
-            "score": scores.get(top),
-            "scores": {label: scores[label] for label in self.labels} if scores else None,
-        }
         return {
             "path": str(path),
-            **(classes if self.labels else {}),  # a dimensions-only model has none
+            **classes,
             **({"dimensions": result.get("dimensions") if result else None} if self.dimensions else {}),
             "transcript": result["transcript"] if result else None,
             "transcript_source": None if not result else ("asr" if transcribed_by else "given"),

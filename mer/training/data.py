@@ -196,6 +196,8 @@ class MERCollator:
         modality_dropout: the share of utterances that lose one modality, the transcript or the audio with equal
             chance, as `keep_only` would remove it (training: a missing modality at inference is then a case the
             model has seen). Drawn from torch's random number generator.
+        with_labels: `False` leaves the class `labels` out of the batch: a dimensions-only model, which has no
+            classes, refuses them in training.
     """
 
     processor: object
@@ -203,6 +205,7 @@ class MERCollator:
     window_seconds: float | None = None
     keep_only: str | None = None
     modality_dropout: float = 0.0
+    with_labels: bool = True
 
     def __post_init__(self):
         if self.keep_only not in (None, *MODALITIES):
@@ -220,7 +223,8 @@ class MERCollator:
             elif kept == "text":
                 audio[index] = torch.zeros_like(audio[index])
         batch = self.processor(audio=audio, text=text, sampling_rate=rate)
-        batch["labels"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
+        if self.with_labels:
+            batch["labels"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
         if "dimensions" in items[0]:  # NaN where an utterance has no rating: the loss leaves it out
             batch["dimension_labels"] = torch.tensor([item["dimensions"] for item in items], dtype=torch.float32)
         if "index" in items[0]:  # lets evaluation put gathered predictions back in dataset order

@@ -29,6 +29,7 @@ __all__ = [
     "describe_protocol",
     "load_corpus",
     "plan_folds",
+    "predicted_classes",
     "split_fold",
     "utterance_ids",
 ]
@@ -44,6 +45,12 @@ FINAL_FIT = "final"  # the name of the model trained on every fold (--final_fit)
 EMOBOX_IEMOCAP_TEST_SIZES = {"session1": 1085, "session2": 1023, "session3": 1151, "session4": 1031, "session5": 1241}
 # A held-out validation set above this share of the training folds would starve training.
 MAX_VALIDATION_SHARE = 0.5
+
+
+def predicted_classes(args: Arguments, corpus: Corpus) -> list[str]:
+    """The classes the run's model predicts and is scored on: the corpus's, or none for a dimensions-only model
+    (`--dimensions_only`, whose classes choose the utterances and are not learnt)."""
+    return [] if args.dimensions_only else corpus.label_names
 
 
 def load_corpus(args: Arguments) -> Corpus:

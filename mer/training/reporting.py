@@ -17,6 +17,7 @@ import numpy as np
 from mer.training.arguments import Arguments
 from mer.training.baseline import PROBE_CONDITIONS
 from mer.training.dimensions import DIMENSION_SCORES, pool_dimension_scores
+from mer.training.protocol import predicted_classes
 from modeling_mer import MERConfig
 
 __all__ = [
@@ -124,7 +125,7 @@ def summarise(
     import torch
     import transformers
 
-    label_names = [] if args.dimensions_only else corpus.label_names  # a dimensions-only model has no classes
+    label_names = predicted_classes(args, corpus)
     seeds = sorted(results)
     known = {name: str(c) for name, c in evaluation_conditions(args.transcripts, args.ablations).items()}
     known |= PROBE_CONDITIONS
