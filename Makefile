@@ -20,7 +20,7 @@ LOCK_PYTHON := 3.11
 
 .PHONY: setup system-packages lock demo real-model space deploy-space test lint clean
 
-setup: system-packages $(VENV)/.installed
+setup: system-packages $(VENV)/.installed $(VENV)/.speaker-weights
 
 system-packages:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
@@ -49,6 +49,12 @@ $(VENV)/.installed: $(VENV)/.locked pyproject.toml
 	$(PY) scripts/check_lock.py --pyproject pyproject.toml --lock $(LOCK)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
+	touch $@
+
+# The weights of the speaker encoder (`mer timeline --speakers`): Resemblyzer's wheel from PyPI, kept as a file, not
+# installed (mer/serving/speakers.py says why), and checked against its pinned SHA-256.
+$(VENV)/.speaker-weights: $(VENV)/.installed
+	$(PY) -m mer.serving.speakers --fetch
 	touch $@
 
 # Keeps every pin that still fits pyproject.toml; LOCK_ARGS=--upgrade moves everything to the newest releases,

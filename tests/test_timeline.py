@@ -9,7 +9,9 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -326,3 +328,130 @@ def test_a_dimensions_only_model_draws_and_writes_its_dimensions_alone(
         assert figure.axes[0].get_title().endswith(f"{len(table['segments'])} speech segments")
     finally:
         timeline_module._close(figure)
+
+
+# --- speakers ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Turn:
+    speaker: str
+    start: float
+    end: float
+
+
+@pytest.fixture(scope="module")
+def conversation(tmp_path_factory):
+    """Two espeak-ng voices, a man's and a woman's, taking eight turns with pauses of 0 to 1 s between them (at 0,
+    the speaker changes inside one speech segment); the truth is each turn's voice, start and end. To a speaker
+    encoder trained on people, synthetic voices are closer than two people (cosine 0.73): the tests say how many."""
+    folder = tmp_path_factory.mktemp("conversation")
+    sentences = [
+        "Good morning, I wanted to talk about the report you sent yesterday.",
+        "Of course, I have a few minutes before the next meeting starts.",
+        "The numbers in the second table do not match the ones we agreed on.",
+        "That is strange, I copied them straight from the spreadsheet.",
+        "Could you check again and send me the corrected version today?",
+        "Yes, I will look at it right after lunch and write to you.",
+        "Thank you, that would help me prepare for the board tomorrow.",
+        "No problem at all, I am sorry for the confusion it caused.",
+    ]
+    voices, pauses = ("en-us+m3", "en-us+f2"), (0.0, 0.7, 0.4, 1.0)
+    pieces, turns, now, rate = [], [], 0.0, 22050
+    for index, text in enumerate(sentences):
+        spoken = folder / f"turn{index}.wav"
+        subprocess.run(["espeak-ng", "-v", voices[index % 2], "-w", str(spoken), text], check=True)
+        wave, rate = soundfile.read(spoken, dtype="float32")
+        turns.append(_Turn(voices[index % 2], now, now + len(wave) / rate))
+        pause = np.zeros(int(pauses[index % 4] * rate), dtype=np.float32)
+        pieces += [wave, pause]
+        now += (len(wave) + len(pause)) / rate
+    soundfile.write(folder / "talk.wav", np.concatenate(pieces), rate)
+    return SimpleNamespace(wav_path=folder / "talk.wav", turns=turns)
+
+
+def test_speakers_name_each_segment_draw_a_lane_each_and_are_summed_up(
+    saved_mer_with_dimensions, real_asr, conversation, tmp_path, capsys
+):
+    out = tmp_path / "timeline"
+    command = ["timeline", str(conversation.wav_path), "--model", str(saved_mer_with_dimensions), "--out", str(out)]
+    status = main([*command, "--asr_model", real_asr, "--runtime", "eager", "--quiet", "--num-speakers", "2"])
+
+    assert status == 0
+    saved = json.loads((out / "timeline.json").read_text())
+    segments = saved["segments"]
+    found = list(dict.fromkeys(segment["speaker"] for segment in segments))
+    assert found == ["speaker_1", "speaker_2"]
+    # Each true turn's time goes mostly to one found speaker, and the two turns' speakers to different ones.
+    heard = {}
+    for turn in conversation.turns:
+        overlap = {name: 0.0 for name in found}
+        for segment in segments:
+            overlap[segment["speaker"]] += max(0.0, min(turn.end, segment["end"]) - max(turn.start, segment["start"]))
+        best = max(overlap, key=overlap.get)
+        assert overlap[best] >= 0.8 * sum(overlap.values())
+        heard.setdefault(turn.speaker, set()).add(best)
+    assert sorted(map(len, heard.values())) == [1, 1] and len(set.union(*heard.values())) == 2
+
+    with (out / "timeline.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:3] == ["start", "end", "speaker"]
+    assert [row["speaker"] for row in rows] == [segment["speaker"] for segment in segments]
+    with (out / "speakers.csv").open(newline="") as handle:
+        summary = list(csv.DictReader(handle))
+    assert list(summary[0]) == ["speaker", "speaking_seconds", "turns", "share_neutral", "share_happy", "share_angry",
+                                "share_sad", "valence", "arousal"]  # fmt: skip
+    assert [row["speaker"] for row in summary] == found
+    for row, listed in zip(summary, saved["speaker_summary"], strict=True):
+        mine = [s for s in segments if s["speaker"] == row["speaker"]]
+        assert float(row["speaking_seconds"]) == pytest.approx(sum(s["end"] - s["start"] for s in mine), abs=0.01)
+        assert sum(float(row[f"share_{label}"]) for label in ("neutral", "happy", "angry", "sad")) == pytest.approx(1)
+        assert 0 <= float(row["arousal"]) <= 1 and listed["turns"] == int(row["turns"]) >= 1
+    assert sum(int(row["turns"]) for row in summary) >= len(conversation.turns) - 2
+    assert 0 < saved["speaker_seconds"] < saved["processing_seconds"]
+    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "2 speakers (found in" in capsys.readouterr().out
+
+
+def test_without_speakers_the_timeline_is_as_before_and_a_killed_run_keeps_its_speaker_turns(
+    saved_mer, real_asr, conversation, tmp_path, monkeypatch
+):
+    from mer.serving.speakers import SpeakerEncoder, SpeakerSettings
+
+    pipe = load_pipeline(str(saved_mer), asr_model=real_asr, runtime="eager", device="cpu")
+    plain = write_timeline(pipe, conversation.wav_path, tmp_path / "plain", progress=False)
+    assert {segment.speaker for segment in plain.segments} == {None}
+    assert not (tmp_path / "plain" / "speakers.csv").exists()
+
+    settings, encoder = SpeakerSettings(num_speakers=2), SpeakerEncoder()
+    real_classify = timeline_module._classify
+
+    def killed(pipe, batch, labels):
+        raise KeyboardInterrupt
+        yield
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(timeline_module, "_classify", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_timeline(pipe, conversation.wav_path, out, progress=False, speakers=settings, speaker_encoder=encoder)
+    assert (out / "speaker_turns.json").exists()
+
+    class Unused:
+        def embed_windows(self, waveform):
+            raise AssertionError("the speaker pass ran again")
+
+    monkeypatch.setattr(timeline_module, "_classify", real_classify)
+    resumed = write_timeline(
+        pipe, conversation.wav_path, out, progress=False, speakers=settings, speaker_encoder=Unused()
+    )
+    assert resumed.complete and {segment.speaker for segment in resumed.segments} == {"speaker_1", "speaker_2"}
+    speech = sum(s.end - s.start for s in resumed.segments)
+    assert speech == pytest.approx(sum(s.end - s.start for s in plain.segments), abs=0.05)  # cut, not lost
+
+    with pytest.raises(ValueError, match="differs in speakers"):  # another speaker setting is another run
+        write_timeline(pipe, conversation.wav_path, out, progress=False, speakers=SpeakerSettings(num_speakers=3))
+
+
+def test_more_speakers_than_the_speech_holds_is_refused(saved_mer, real_asr, short_recording, tmp_path, capsys):
+    status = main(["timeline", str(short_recording), "--model", str(saved_mer), "--out", str(tmp_path / "t"),
+                   "--asr_model", real_asr, "--quiet", "--num-speakers", "500"])  # fmt: skip
+    assert status != 0
+    assert "num_speakers is 500, but the speech gives only" in capsys.readouterr().err

@@ -96,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="longest segment (default: the segmenter's, within the model's window)",
     )
+    timeline.add_argument(
+        "--speakers",
+        choices=("auto",),
+        default=None,
+        help="tell the speakers apart (speaker embeddings, clustered): a speaker per segment, speakers.csv, a lane "
+        "per speaker in timeline.png",
+    )
+    timeline.add_argument(
+        "--num-speakers", "--num_speakers", dest="num_speakers", type=_positive_int, default=None,
+        help="how many speakers there are, when known (implies --speakers auto)",
+    )  # fmt: skip
+    timeline.add_argument(
+        "--max-speakers", "--max_speakers", dest="max_speakers", type=_positive_int, default=None,
+        help="at most this many speakers (implies --speakers auto)",
+    )  # fmt: skip
     return parser
 
 
@@ -224,6 +239,12 @@ def _timeline(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; give a folder for timeline.csv, .json and .png.")
     decode_audio(args.recording, 16000, max_seconds=1.0)  # an unreadable file stops here, before the model loads
+    speakers = encoder = None
+    if args.speakers or args.num_speakers or args.max_speakers:
+        from mer.serving.speakers import SpeakerEncoder, SpeakerSettings
+
+        speakers = SpeakerSettings(num_speakers=args.num_speakers, max_speakers=args.max_speakers)
+        encoder = SpeakerEncoder()  # missing weights stop here, before the model loads
     pipe = _load(args)
     timeline = write_timeline(
         pipe,
@@ -234,6 +255,8 @@ def _timeline(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         progress=not args.quiet,
         overwrite=args.overwrite,
+        speakers=speakers,
+        speaker_encoder=encoder,
     )
     print(timeline.summary())
     return 0

@@ -11,6 +11,12 @@ and settings resumes: the segments already classified (kept exactly in `timeline
 not classified again. A folder holding another recording's or another model's timeline is refused unless
 `overwrite` is set. Samples that are not numbers (NaN or infinite, from a damaged float file) are read as silence,
 with a warning naming the recording and the time of the first.
+
+With speakers (`speakers`, `mer timeline --speakers auto`), a first pass over the recording finds who speaks when
+(`mer.serving.speakers`: speaker embeddings, clustered), kept in `speaker_turns.json` so that a killed run does not
+do it again; the second pass cuts each speech segment where the speaker changes and classifies the pieces. Each
+segment then names its speaker, the picture draws a lane per speaker, and `speakers.csv` (and the JSON's
+`speaker_summary`) gives each speaker's speaking time, turns, share of time in each emotion and mean dimensions.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from mer.serving.audio import audio_duration, stream_audio
+from mer.serving.speakers import SpeakerEncoder, SpeakerSettings, speaker_turns
 from mer.serving.tables import spreadsheet_safe
 from mer.serving.vad import (
     DEFAULT_MAX_SECONDS,
@@ -42,8 +50,8 @@ from mer.serving.vad import (
 from modeling_mer.pipeline_mer import MERPipeline
 
 __all__ = [
-    "RecordingTooLong", "Timeline", "TimelineSegment", "classify_segments", "segment_lengths", "timeline_figure",
-    "write_timeline",
+    "RecordingTooLong", "SpeakerSegment", "Timeline", "TimelineSegment", "classify_segments", "segment_lengths",
+    "speaker_summary", "timeline_figure", "write_timeline",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -51,9 +59,19 @@ logger = logging.getLogger(__name__)
 _CHUNK_SECONDS = 30.0  # decoded at a time: 30 s of 16 kHz float32 is 1.9 MB
 _MAX_WORDS_SHOWN = 40  # characters of a segment's transcript drawn under it (what fits the panel)
 _MAX_SEGMENTS_WITH_WORDS = 200  # beyond this, words would overlap: the picture leaves them to the table
-_FILES = ("timeline.json", "timeline.csv", "timeline.png", "timeline.partial.jsonl")
+_FILES = (
+    "timeline.json",
+    "timeline.csv",
+    "timeline.png",
+    "timeline.partial.jsonl",
+    "speaker_turns.json",
+    "speakers.csv",
+)
 # What makes two runs the same run: a killed one resumes only when all of these agree.
-_IDENTITY = ("recording", "recording_bytes", "labels", "model_fingerprint", "asr_model", "min_seconds", "max_seconds")
+_IDENTITY = (
+    "recording", "recording_bytes", "labels", "model_fingerprint", "asr_model", "min_seconds", "max_seconds",
+    "speakers",
+)  # fmt: skip
 
 
 class RecordingTooLong(ValueError):
@@ -74,6 +92,14 @@ class TimelineSegment:
     score: float | None
     scores: dict[str, float]
     dimensions: dict[str, float] | None = None
+    speaker: str | None = None  # with speakers: who speaks (``speaker_1``, ... or an enrolled name)
+
+
+@dataclass(frozen=True, eq=False)
+class SpeakerSegment(SpeechSegment):
+    """A speech segment, or the part of one, that one speaker speaks."""
+
+    speaker: str | None = None
 
 
 @dataclass
@@ -94,6 +120,9 @@ class Timeline:
     non_finite_samples: int = 0  # NaN or infinite samples, read as silence
     segments: list[TimelineSegment] = field(default_factory=list)
     dimensions: list[str] = field(default_factory=list)  # what the model predicts beside the classes
+    speakers: dict | None = None  # the speaker settings (`SpeakerSettings`), or None: no speakers
+    speaker_seconds: float = 0.0  # of `processing_seconds`, what the speaker pass took
+    speaker_summary: list[dict] = field(default_factory=list)
 
     @property
     def real_time_factor(self) -> float:
@@ -118,8 +147,19 @@ class Timeline:
         return (
             f"{len(self.segments)} speech segments ({speech:.1f} s of speech in {self.duration_seconds:.1f} s) "
             f"classified in {self.processing_seconds:.1f} s (real-time factor {self.real_time_factor:.3f})"
-            f"{f': {shares}' if shares else ''}.{self._dimensions_summary(speech)}{damaged}"
+            f"{f': {shares}' if shares else ''}.{self._dimensions_summary(speech)}{self._speakers_summary()}{damaged}"
         )
+
+    def _speakers_summary(self) -> str:
+        """`` 2 speakers (found in 3.1 s): speaker_1 41.2 s in 6 turns, ...``, or nothing."""
+        if self.speakers is None:
+            return ""
+        listed = ", ".join(
+            f"{row['speaker']} {row['speaking_seconds']:.1f} s in {row['turns']} turn{'s' * (row['turns'] != 1)}"
+            for row in self.speaker_summary
+        )
+        count = len(self.speaker_summary)
+        return f" {count} speaker{'s' * (count != 1)} (found in {self.speaker_seconds:.1f} s): {listed}."
 
     def _dimensions_summary(self, speech: float) -> str:
         """`` Speech-weighted mean arousal 0.62, valence 0.41 (on [0, 1]).``, or nothing."""
@@ -191,6 +231,7 @@ def _classify(pipe: MERPipeline, batch: list[SpeechSegment], labels: list[str]) 
             score=scores.get(top),
             scores={label: scores[label] for label in labels},
             dimensions=result.get("dimensions"),
+            speaker=getattr(segment, "speaker", None),
         )
 
 
@@ -204,6 +245,8 @@ def write_timeline(
     progress: bool = True,
     overwrite: bool = False,
     max_duration_seconds: float | None = None,
+    speakers: SpeakerSettings | None = None,
+    speaker_encoder: SpeakerEncoder | None = None,
 ) -> Timeline:
     """Builds the timeline of `recording` and writes `timeline.csv` (row by row, as segments are classified),
     `timeline.json` and `timeline.png` into `out_dir`. A recording without speech gives an empty timeline. A killed
@@ -211,11 +254,15 @@ def write_timeline(
 
     `max_duration_seconds` stops a recording that holds more audio than that, whatever its header says.
 
+    `speakers` finds who speaks when first (with `speaker_encoder`, by default Resemblyzer's), splits segments where
+    the speaker changes, names each segment's speaker, and writes `speakers.csv`.
+
     Raises:
         mer.serving.audio.AudioError: the recording cannot be read (naming it).
         ValueError: bad segment lengths (see `segment_lengths`), or `out_dir` holds another timeline (naming its
             recording and model) and `overwrite` is not set.
         RecordingTooLong: the recording holds more than `max_duration_seconds` of audio.
+        mer.serving.speakers.SpeakerWeightsMissing: speakers are asked for and the encoder's weights are absent.
     """
     recording, out_dir = Path(recording), Path(out_dir)
     min_seconds, max_seconds = segment_lengths(pipe, min_seconds, max_seconds)
@@ -230,6 +277,7 @@ def write_timeline(
         max_seconds=max_seconds,
         recording_bytes=recording.stat().st_size,
         dimensions=pipe.dimensions,
+        speakers=asdict(speakers) if speakers is not None else None,
     )
     done = _resume(timeline, out_dir, overwrite)
     if timeline.complete:
@@ -237,9 +285,23 @@ def write_timeline(
         return timeline
     started = time.perf_counter() - timeline.processing_seconds
     total = audio_duration(recording)
-    bar = tqdm(total=total, unit="s", unit_scale=True, disable=not progress, dynamic_ncols=True, desc="audio")
-    decoded = _counted(stream_audio(recording, VAD_SAMPLING_RATE, _CHUNK_SECONDS), timeline, bar, max_duration_seconds)
-    segments = speech_segments(decoded, VAD_SAMPLING_RATE, min_seconds=min_seconds, max_seconds=max_seconds)
+
+    def speech(description: str, warn: bool = True):
+        bar = tqdm(total=total, unit="s", unit_scale=True, disable=not progress, dynamic_ncols=True, desc=description)
+        chunks = stream_audio(recording, VAD_SAMPLING_RATE, _CHUNK_SECONDS)
+        decoded = _counted(chunks, timeline, bar, max_duration_seconds, warn=warn)
+        return (
+            bar,
+            decoded,
+            speech_segments(decoded, VAD_SAMPLING_RATE, min_seconds=min_seconds, max_seconds=max_seconds),
+        )
+
+    if speakers is not None:
+        turns = _speaker_pass(timeline, out_dir, speakers, speaker_encoder, partial(speech, "speakers"))
+        bar, decoded, segments = speech("emotion", warn=False)
+        segments = _by_speaker(segments, turns)
+    else:
+        bar, decoded, segments = speech("audio")
     todo = (segment for segment in segments if segment.end > done + 1e-6)  # what a killed run had not classified
     with bar, closing(decoded), _Writer(out_dir, labels, timeline) as writer:
         for segment in classify_segments(pipe, todo, batch_size):
@@ -248,12 +310,114 @@ def write_timeline(
             bar.set_postfix_str(f"{len(timeline.segments)} segments", refresh=False)
     timeline.processing_seconds = time.perf_counter() - started
     timeline.complete = True
+    if speakers is not None:
+        timeline.speaker_summary = speaker_summary(timeline)
+        _write_speakers_csv(out_dir / "speakers.csv", timeline)
     figure = timeline_figure(timeline)
     figure.savefig(out_dir / "timeline.png", dpi=110)
     _close(figure)
     _write_json(out_dir, timeline)
     (out_dir / "timeline.partial.jsonl").unlink(missing_ok=True)
     return timeline
+
+
+def _speaker_pass(timeline: Timeline, out_dir: Path, settings: SpeakerSettings, encoder, speech) -> list[dict]:
+    """The recording's speaker turns (`mer.serving.speakers.speaker_turns`): those a killed run of this timeline
+    found (`speaker_turns.json`), else found now and kept there. `speech(warn)` gives the progress bar, the decoded
+    chunks and the speech segments of a pass over the recording."""
+    path = out_dir / "speaker_turns.json"
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        timeline.speaker_seconds = float(kept["seconds"])
+        return kept["turns"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or cut short by a kill: found again
+    started = time.perf_counter()
+    encoder = encoder if encoder is not None else SpeakerEncoder()
+    bar, decoded, segments = speech()
+    with bar, closing(decoded):
+        turns = speaker_turns(segments, encoder, settings, timeline.min_seconds)
+    timeline.speaker_seconds = time.perf_counter() - started
+    staging = path.with_suffix(".json.partial")
+    staging.write_text(json.dumps({"seconds": timeline.speaker_seconds, "turns": turns}) + "\n", encoding="utf-8")
+    staging.replace(path)
+    return turns
+
+
+def _by_speaker(segments: Iterable[SpeechSegment], turns: list[dict]) -> Iterator[SpeakerSegment]:
+    """Each segment cut at the speaker turns that fall inside it (both come from the same pass of the voice activity
+    detector over the same audio, so the turns' edges are the segments' own), each piece naming its speaker."""
+    position = 0
+    for segment in segments:
+        while position < len(turns) and turns[position]["end"] <= segment.start + 1e-3:
+            position += 1
+        inside = []
+        for turn in turns[position:]:
+            if turn["start"] >= segment.end - 1e-3:
+                break
+            inside.append(turn)
+        if not inside:  # cannot happen for the turns of this recording; kept whole, with no speaker
+            yield SpeakerSegment(segment.start, segment.end, segment.waveform)
+            continue
+        bounds = [0, *(round((turn["start"] - segment.start) * VAD_SAMPLING_RATE) for turn in inside[1:])]
+        bounds.append(len(segment.waveform))
+        for turn, first, last in zip(inside, bounds, bounds[1:], strict=False):
+            yield SpeakerSegment(
+                segment.start + first / VAD_SAMPLING_RATE,
+                segment.start + last / VAD_SAMPLING_RATE,
+                segment.waveform[first:last].copy(),
+                turn["speaker"],
+            )
+
+
+def speaker_summary(timeline: Timeline) -> list[dict]:
+    """Per speaker, in the order they first speak: speaking time (s), turns (runs of consecutive segments), the share
+    of their speaking time in each emotion (each segment counted under its top class), and the time-weighted mean of
+    each dimension the model predicts."""
+    rows: dict[str, dict] = {}
+    previous = None
+    for segment in timeline.segments:
+        row = rows.setdefault(
+            segment.speaker,
+            {"speaker": segment.speaker, "speaking_seconds": 0.0, "turns": 0, "emotion_seconds": {}, "sums": {}},
+        )
+        span = segment.end - segment.start
+        row["speaking_seconds"] += span
+        row["turns"] += segment.speaker != previous
+        previous = segment.speaker
+        if segment.label is not None:
+            row["emotion_seconds"][segment.label] = row["emotion_seconds"].get(segment.label, 0.0) + span
+        for name in timeline.dimensions:
+            row["sums"][name] = row["sums"].get(name, 0.0) + segment.dimensions[name] * span
+    summary = []
+    for row in rows.values():
+        seconds = row["speaking_seconds"]
+        summary.append(
+            {
+                "speaker": row["speaker"],
+                "speaking_seconds": round(seconds, 3),
+                "turns": row["turns"],
+                "emotion_shares": {
+                    label: round(row["emotion_seconds"].get(label, 0.0) / seconds, 4) for label in timeline.labels
+                },
+                "dimensions": {name: round(row["sums"][name] / seconds, 4) for name in timeline.dimensions},
+            }
+        )
+    return summary
+
+
+def _write_speakers_csv(path: Path, timeline: Timeline) -> None:
+    """`speaker_summary` as a table: a `share_<class>` column per class and a column per dimension."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        rows = csv.writer(handle, lineterminator="\n")
+        rows.writerow(["speaker", "speaking_seconds", "turns", *(f"share_{label}" for label in timeline.labels),
+                       *timeline.dimensions])  # fmt: skip
+        for row in timeline.speaker_summary:
+            rows.writerow(
+                [spreadsheet_safe(row["speaker"]), row["speaking_seconds"], row["turns"],
+                 *(row["emotion_shares"][label] for label in timeline.labels),
+                 *(row["dimensions"][name] for name in timeline.dimensions)]
+            )  # fmt: skip
 
 
 def _resume(timeline: Timeline, out_dir: Path, overwrite: bool) -> float:
@@ -337,7 +501,9 @@ class _Writer:
         self.table = (out_dir / "timeline.csv").open("w", newline="", encoding="utf-8")
         self.rows = csv.writer(self.table, lineterminator="\n")
         classes = ["label", "score", *labels] if labels else []  # a dimensions-only model has none
-        header = ["start", "end", "transcript", "transcript_source", *classes, *self.dimensions]
+        self.speakers = timeline.speakers is not None
+        speaker = ["speaker"] if self.speakers else []
+        header = ["start", "end", *speaker, "transcript", "transcript_source", *classes, *self.dimensions]
         self.rows.writerow(header)
         for segment in timeline.segments:  # what a killed run had done
             self.write(segment, timeline.processing_seconds)
@@ -351,7 +517,8 @@ class _Writer:
             else []
         )
         self.rows.writerow(
-            [segment.start, segment.end, spreadsheet_safe(segment.transcript), segment.transcript_source, *classes,
+            [segment.start, segment.end, *([spreadsheet_safe(segment.speaker or "")] if self.speakers else []),
+             spreadsheet_safe(segment.transcript), segment.transcript_source, *classes,
              *(f"{segment.dimensions[name]:.4f}" for name in self.dimensions)]
         )  # fmt: skip
         for handle in (self.partial, self.table):
@@ -366,14 +533,15 @@ class _Writer:
         self.table.close()
 
 
-def _counted(chunks: Iterable, timeline: Timeline, bar: tqdm, limit: float | None) -> Iterator:
+def _counted(chunks: Iterable, timeline: Timeline, bar: tqdm, limit: float | None, warn: bool = True) -> Iterator:
     """The decoded chunks, counted into `timeline.duration_seconds` and the bar, with samples that are not numbers
-    set to silence; stops with `RecordingTooLong` past `limit` seconds."""
-    timeline.duration_seconds = 0.0
+    set to silence (said once, unless `warn` is off: a second pass over the recording); stops with
+    `RecordingTooLong` past `limit` seconds."""
+    timeline.duration_seconds, timeline.non_finite_samples = 0.0, 0
     for chunk in chunks:
         bad = ~np.isfinite(chunk)
         if bad.any():
-            if not timeline.non_finite_samples:
+            if warn and not timeline.non_finite_samples:
                 first = timeline.duration_seconds + int(np.argmax(bad)) / VAD_SAMPLING_RATE
                 logger.warning(
                     "%s holds samples that are not numbers (NaN or infinite), the first at %.2f s: they are read as "
@@ -406,15 +574,21 @@ def timeline_figure(timeline: Timeline):
     show_words = 0 < len(timeline.segments) <= _MAX_SEGMENTS_WITH_WORDS
     show_scores = bool(timeline.labels)
     show_dimensions = bool(timeline.dimensions) and (bool(timeline.segments) or not show_scores)
-    ratios = [*([3] if show_scores else []), *([2] if show_dimensions else []), *([3] if show_words else [])]
+    lanes = list(dict.fromkeys(segment.speaker for segment in timeline.segments)) if timeline.speakers else []
+    lane_height = 0.4 + 0.35 * len(lanes)
+    ratios = [*([3] if show_scores else []), *([2] if show_dimensions else []), *([lane_height] if lanes else []),
+              *([3] if show_words else [])]  # fmt: skip
+    height = 1.3 + 2.2 * show_scores + 2.2 * show_dimensions + 0.7 * lane_height * bool(lanes) + 3 * show_words
     figure, axes = plt.subplots(
-        len(ratios), 1, figsize=(width, 1.3 + 2.2 * show_scores + 2.2 * show_dimensions + 3 * show_words),
+        len(ratios), 1, figsize=(width, height),
         sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios},
     )  # fmt: skip
     if show_scores:
         _plot_scores(axes[0][0], timeline, plt.get_cmap("tab10"))
     if show_dimensions:
         _plot_dimensions(axes[int(show_scores)][0], timeline, plt.get_cmap("Dark2"))
+    if lanes:
+        _plot_speakers(axes[int(show_scores) + int(show_dimensions)][0], timeline, lanes, plt.get_cmap("tab10"))
     axes[0][0].set_xlim(0, duration)
     title = f"{Path(timeline.recording).name}: {len(timeline.segments)} speech segments"
     axes[0][0].set_title(title if timeline.segments else f"{Path(timeline.recording).name}: no speech found")
@@ -464,6 +638,18 @@ def _plot_dimensions(axis, timeline: Timeline, colours) -> None:
     axis.axhline(0.5, color="0.8", linewidth=0.5, zorder=0)
     if timeline.segments:
         axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+
+
+def _plot_speakers(axis, timeline: Timeline, lanes: list[str], colours) -> None:
+    """A lane per speaker, top to bottom in the order they first speak: each of their segments as a bar in the
+    colour of its top class (grey for a dimensions-only model)."""
+    for row, speaker in enumerate(lanes):
+        mine = [segment for segment in timeline.segments if segment.speaker == speaker]
+        colour = [colours(timeline.labels.index(s.label) % 10) if s.label in timeline.labels else "0.55" for s in mine]
+        axis.broken_barh([(s.start, s.end - s.start) for s in mine], (row - 0.4, 0.8), facecolors=colour)
+    axis.set_yticks(range(len(lanes)), [speaker or "(unknown)" for speaker in lanes], fontsize=8)
+    axis.set_ylim(len(lanes) - 0.5, -0.5)
+    axis.set_ylabel("speaker")
 
 
 def _close(figure) -> None:
