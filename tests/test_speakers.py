@@ -168,3 +168,32 @@ def test_real_actors_in_conversation_are_told_apart_and_one_actor_stays_one(enco
         accuracies.append(_time_accuracy(conversation, _turns(conversation, encoder, SpeakerSettings(num_speakers=2))))
     print(f"EmoDB pairs, two speakers given: speaking time to the right speaker {np.round(accuracies, 3).tolist()}")
     assert np.mean(accuracies) >= 0.65
+
+
+def test_enrolled_voices_name_the_speakers_they_match_and_the_others_are_numbered():
+    from mer.serving.speakers import _names
+
+    vectors = _groups(4, 4, 4)
+    numbers = np.repeat([0, 1, 2], 4)
+    centre_of_second = vectors[4:8].mean(axis=0) / np.linalg.norm(vectors[4:8].mean(axis=0))
+    unlike = np.zeros(256)
+    unlike[200:210] = 1 / np.sqrt(10)  # a voice that is not in the recording
+
+    names = _names(vectors, numbers, {"alice": centre_of_second, "bob": unlike})
+
+    assert names == ["speaker_1", "alice", "speaker_2"]
+
+
+def test_an_enrolment_clip_without_enough_speech_is_refused_naming_it(encoder, tmp_path):
+    import soundfile
+
+    from mer.serving.speakers import enrolment
+
+    noise = tmp_path / "noise.wav"
+    soundfile.write(noise, 0.01 * np.random.default_rng(0).standard_normal(48000).astype(np.float32), 16000)
+    with pytest.raises(ValueError, match=r"--enroll carol=.*noise.wav holds 0.00 s of speech"):
+        enrolment(encoder, [("carol", str(noise))])
+    with pytest.raises(ValueError, match="the name 'speaker_3' is empty, given twice, or of the form speaker_N"):
+        SpeakerSettings(enrol=(("speaker_3", str(noise)),))
+    with pytest.raises(ValueError, match="given twice"):
+        SpeakerSettings(enrol=(("dan", "a.wav"), ("dan", "b.wav")))

@@ -455,3 +455,22 @@ def test_more_speakers_than_the_speech_holds_is_refused(saved_mer, real_asr, sho
                    "--asr_model", real_asr, "--quiet", "--num-speakers", "500"])  # fmt: skip
     assert status != 0
     assert "num_speakers is 500, but the speech gives only" in capsys.readouterr().err
+
+
+def test_an_enrolled_voice_names_its_speaker(saved_mer, real_asr, conversation, tmp_path, capsys):
+    clip = tmp_path / "him.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us+m3", "-w", str(clip), "This is my voice, as I read this sentence to "
+                    "you slowly and clearly, so that you know it."], check=True)  # fmt: skip
+    out = tmp_path / "named"
+    status = main(["timeline", str(conversation.wav_path), "--model", str(saved_mer), "--out", str(out),
+                   "--asr_model", real_asr, "--quiet", "--num-speakers", "2", "--enroll", f"him={clip}"])  # fmt: skip
+
+    assert status == 0
+    segments = json.loads((out / "timeline.json").read_text())["segments"]
+    assert list(dict.fromkeys(segment["speaker"] for segment in segments)) == ["him", "speaker_1"]
+
+    short = tmp_path / "short.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us+m3", "-w", str(short), "Hi."], check=True)
+    status = main(["timeline", str(conversation.wav_path), "--model", str(saved_mer), "--out", str(tmp_path / "x"),
+                   "--asr_model", real_asr, "--quiet", "--enroll", f"him={short}"])  # fmt: skip
+    assert status == 2 and "short.wav holds" in capsys.readouterr().err

@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-speakers", "--max_speakers", dest="max_speakers", type=_positive_int, default=None,
         help="at most this many speakers (implies --speakers auto)",
     )  # fmt: skip
+    timeline.add_argument(
+        "--enroll", action="append", default=[], metavar="NAME=CLIP",
+        help="a known voice: speakers matching the clip's (2 s of speech or more) are called NAME; give it once per "
+        "voice (implies --speakers auto)",
+    )  # fmt: skip
     return parser
 
 
@@ -240,11 +245,20 @@ def _timeline(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out} is a file; give a folder for timeline.csv, .json and .png.")
     decode_audio(args.recording, 16000, max_seconds=1.0)  # an unreadable file stops here, before the model loads
     speakers = encoder = None
-    if args.speakers or args.num_speakers or args.max_speakers:
-        from mer.serving.speakers import SpeakerEncoder, SpeakerSettings
+    if args.speakers or args.num_speakers or args.max_speakers or args.enroll:
+        from mer.serving.speakers import SpeakerEncoder, SpeakerSettings, enrolment
 
-        speakers = SpeakerSettings(num_speakers=args.num_speakers, max_speakers=args.max_speakers)
+        clips = []
+        for given in args.enroll:
+            name, _, clip = given.partition("=")
+            if not clip:
+                raise ValueError(f"--enroll {given}: give NAME=CLIP, e.g. --enroll alice=alice.wav.")
+            if not Path(clip).is_file():
+                raise FileNotFoundError(f"--enroll {given}: no such clip: {clip}")
+            clips.append((name, str(Path(clip).resolve())))
+        speakers = SpeakerSettings(num_speakers=args.num_speakers, max_speakers=args.max_speakers, enrol=tuple(clips))
         encoder = SpeakerEncoder()  # missing weights stop here, before the model loads
+        enrolment(encoder, speakers.enrol)  # and so does an enrolment clip without enough speech
     pipe = _load(args)
     timeline = write_timeline(
         pipe,

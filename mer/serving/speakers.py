@@ -42,6 +42,7 @@ __all__ = [
     "SpeakerSettings",
     "SpeakerWeightsMissing",
     "cluster_speakers",
+    "enrolment",
     "fetch_speaker_weights",
     "speaker_runs",
     "speaker_turns",
@@ -56,13 +57,17 @@ _TARGET_DBFS = -30.0  # Resemblyzer raises quieter speech to this level (never l
 WINDOW_SECONDS = 1.6  # the length the encoder was trained on (160 frames)
 HOP_SECONDS = 0.8  # every instant of speech is in two windows
 # Cosine distance (1 - cosine) under which two groups of windows are one voice when the number of speakers is not
-# given: measured on conversations of EmoDB and RAVDESS actors (bench/speakers.py), where one actor's voice across
-# emotions is as far apart as it gets in everyday speech.
+# given: the best count on conversations of EmoDB and RAVDESS actors (`dataset_scripts.conversation`) among 0.2 to
+# 0.6, where one actor's voice across emotions moves as far as it does in everyday speech, and further.
 DEFAULT_DISTANCE_THRESHOLD = 0.45
 # Found (not given) speakers with fewer windows than this (2.4 s of speech) are outliers of a voice: a cough, a
 # shout, a laugh. They join the nearest speaker.
 MIN_SPEAKER_WINDOWS = 3
 _MAX_CLUSTERED_WINDOWS = 4000  # agglomerative clustering holds their distance matrix: 4000^2 doubles, 128 MB
+# An enrolled voice names the found speaker whose mean window is at least this similar (cosine) to it. On EmoDB's
+# actors across emotions, one voice's utterances average 0.68 and two voices' 0.56 (`dataset_scripts.conversation`).
+ENROL_SIMILARITY = 0.65
+MIN_ENROL_SPEECH_SECONDS = 2.0  # a voice needs more than one window of speech to be known
 
 
 @dataclass(frozen=True)
@@ -378,6 +383,7 @@ class SpeakerSettings:
     num_speakers: int | None = None
     max_speakers: int | None = None
     distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD
+    enrol: tuple[tuple[str, str], ...] = ()  # (name, clip path): known voices (`enrolment`)
 
     def __post_init__(self) -> None:
         for name in ("num_speakers", "max_speakers"):
@@ -386,13 +392,64 @@ class SpeakerSettings:
                 raise ValueError(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}.")
         if not 0 < self.distance_threshold < 2:
             raise ValueError(f"distance_threshold is a cosine distance in (0, 2), got {self.distance_threshold!r}.")
+        names = [name for name, _ in self.enrol]
+        for name in names:
+            if not name or names.count(name) > 1 or name.startswith("speaker_"):
+                raise ValueError(
+                    f"--enroll NAME=clip: the name {name!r} is empty, given twice, or of the form speaker_N that "
+                    "unknown speakers take."
+                )
+
+
+def enrolment(encoder: SpeakerEncoder, clips: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """The voice (`SpeakerEncoder.embed_utterance`) of each enrolment clip, by name.
+
+    Raises:
+        ValueError: a clip that cannot be read, or holds less than `MIN_ENROL_SPEECH_SECONDS` of speech, naming it.
+    """
+    from mer.serving.audio import AudioError, decode_audio
+    from mer.serving.vad import speech_seconds
+
+    voices = {}
+    for name, clip in clips:
+        try:
+            waveform, _ = decode_audio(clip, SAMPLING_RATE)
+        except (AudioError, OSError) as error:
+            raise ValueError(f"--enroll {name}={clip}: {error}") from error
+        seconds = speech_seconds(waveform, SAMPLING_RATE)
+        if seconds < MIN_ENROL_SPEECH_SECONDS:
+            raise ValueError(
+                f"--enroll {name}={clip} holds {seconds:.2f} s of speech by the voice-activity detector (Silero VAD); "
+                f"a voice is known from at least {MIN_ENROL_SPEECH_SECONDS:g} s of it."
+            )
+        voices[name] = encoder.embed_utterance(waveform)
+    return voices
+
+
+def _names(embeddings: np.ndarray, numbers: np.ndarray, voices: dict[str, np.ndarray]) -> list[str]:
+    """A name for each speaker number: the enrolled voice it matches best, one speaker per voice, when their cosine
+    is at least `ENROL_SIMILARITY`; the others `speaker_1`, `speaker_2`, ... in the order they first speak."""
+    from scipy.optimize import linear_sum_assignment
+
+    count = int(numbers.max()) + 1 if len(numbers) else 0
+    named: dict[int, str] = {}
+    if voices and count:
+        centres = _centres(embeddings, numbers)
+        known = list(voices)
+        similarity = centres @ np.stack([voices[name] for name in known]).T
+        for speaker, voice in zip(*linear_sum_assignment(-similarity), strict=True):
+            if similarity[speaker, voice] >= ENROL_SIMILARITY:
+                named[int(speaker)] = known[voice]
+    unnamed = iter(range(1, count + 1))
+    return [named.get(number) or f"speaker_{next(unnamed)}" for number in range(count)]
 
 
 def speaker_turns(segments: Iterable, encoder: SpeakerEncoder, settings: SpeakerSettings, min_seconds: float) -> list:
     """Speaker turns of a recording's speech `segments` (`mer.serving.vad.SpeechSegment`, 16 kHz, in time order):
-    `{"start", "end", "speaker"}` in seconds from the recording's start, speakers named ``speaker_1``,
-    ``speaker_2``, ... in the order they first speak; a segment holding more than one speaker gives a turn for each
-    (none shorter than `min_seconds`). Only the embeddings are held, not the audio.
+    `{"start", "end", "speaker"}` in seconds from the recording's start, speakers named after the enrolled voices
+    they match (`settings.enrol`), the others ``speaker_1``, ``speaker_2``, ... in the order they first speak; a
+    segment holding more than one speaker gives a turn for each (none shorter than `min_seconds`). Only the
+    embeddings are held, not the audio.
 
     Raises:
         ValueError: `settings.num_speakers` above the number of windows of speech.
@@ -404,17 +461,15 @@ def speaker_turns(segments: Iterable, encoder: SpeakerEncoder, settings: Speaker
         embeddings.append(found)
     if not pieces:
         return []
-    numbers = cluster_speakers(
-        np.concatenate(embeddings), settings.num_speakers, settings.max_speakers, settings.distance_threshold
-    )
+    embeddings = np.concatenate(embeddings)
+    numbers = cluster_speakers(embeddings, settings.num_speakers, settings.max_speakers, settings.distance_threshold)
+    names = _names(embeddings, numbers, enrolment(encoder, settings.enrol))
     turns, first = [], 0
     for start, duration, spans in pieces:
         own = numbers[first : first + len(spans)]
         first += len(spans)
         for begin, end, number in speaker_runs(spans, own, duration, min_seconds):
-            turns.append(
-                {"start": round(start + begin, 3), "end": round(start + end, 3), "speaker": f"speaker_{number + 1}"}
-            )
+            turns.append({"start": round(start + begin, 3), "end": round(start + end, 3), "speaker": names[number]})
     return turns
 
 

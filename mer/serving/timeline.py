@@ -277,7 +277,8 @@ def write_timeline(
         max_seconds=max_seconds,
         recording_bytes=recording.stat().st_size,
         dimensions=pipe.dimensions,
-        speakers=asdict(speakers) if speakers is not None else None,
+        # As timeline.json holds them (lists, not tuples), so that a killed run's settings compare equal.
+        speakers=json.loads(json.dumps(asdict(speakers))) if speakers is not None else None,
     )
     done = _resume(timeline, out_dir, overwrite)
     if timeline.complete:
