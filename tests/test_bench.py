@@ -26,6 +26,7 @@ from bench import (  # noqa: E402
     mfu,
     padding,
     recordings,
+    speakers,
     training,
     whisper_length,
 )
@@ -226,3 +227,35 @@ def test_training_then_data_path(tmp_path):
             assert "headroom_over_training" in measured
     assert results["training"]["utterances_per_second"] > 0
     assert isinstance(results["never_the_bottleneck"], bool)
+
+
+def test_speakers_scores_the_speaker_pass_on_built_conversations(synthetic_corpus, tmp_path):
+    written = run_quick(
+        speakers, tmp_path / "speakers.json", "--corpus", str(synthetic_corpus.path), "--speakers", "1", "2"
+    )
+    rows = written["results"]["rows"]
+    assert [(row["layout"], row["speakers"]) for row in rows] == [
+        ("pauses", 1), ("pauses", 2), ("back to back", 1), ("back to back", 2)
+    ]  # fmt: skip
+    for row in rows:
+        assert 0 <= row["der_given"] <= 1.5 and 0 <= row["der_auto"] <= 1.5
+        assert row["count_accuracy"] in (0, 1) and row["rtf"] > 0
+    assert rows[0]["der_given"] < 0.1  # one speaker given one speaker: only the speech detector's misses remain
+
+
+def test_the_diarization_error_rate_of_the_truth_is_zero_and_of_one_speaker_for_two_is_their_share(
+    synthetic_corpus, tmp_path
+):
+    from dataset_scripts.conversation import build_conversation
+
+    conversation = build_conversation(synthetic_corpus.path, tmp_path / "talk.wav", speakers=2, turns=4, seed=0)
+    truth = [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in conversation.turns]
+    # The RTTM holds milliseconds: the truth scores within their rounding.
+    assert speakers.diarization_errors(conversation.rttm_path, truth, collar=0.0) == pytest.approx(0.0, abs=1e-3)
+
+    merged = [{**turn, "speaker": "one"} for turn in truth]
+    times = {}
+    for turn in truth:
+        times[turn["speaker"]] = times.get(turn["speaker"], 0.0) + turn["end"] - turn["start"]
+    expected = min(times.values()) / sum(times.values())  # the quieter speaker's time is confused
+    assert speakers.diarization_errors(conversation.rttm_path, merged, collar=0.0) == pytest.approx(expected, abs=1e-3)
