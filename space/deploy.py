@@ -47,6 +47,7 @@ PROJECT_FILES = (
     "mer/serving/export.py",
     "mer/serving/inference.py",
     "mer/serving/runtime.py",
+    "mer/serving/speakers.py",
     "mer/serving/tables.py",
     "mer/serving/timeline.py",
     "mer/serving/vad.py",
